@@ -67,3 +67,19 @@ timed() {
     >>"${LAB_TIMINGS:-/dev/null}"
   return $rc
 }
+
+# ensure_venv DIR REQUIREMENTS: the project's Python tools, reinstalled when the pins change.
+ensure_venv() {
+  local dir=$1 reqs=$2 stamp
+  stamp="$dir/.requirements.sha256"
+  if [ -x "$dir/bin/python" ] && sha256sum --status -c "$stamp" 2>/dev/null; then
+    return 0
+  fi
+  python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3-venv
+  log "creating the Python environment $dir from $reqs (about 80 s on a fresh machine)"
+  python3 -m venv "$dir" || die "python3 -m venv $dir failed" "install python3-venv (Debian) and retry"
+  "$dir/bin/pip" install -q --disable-pip-version-check --upgrade pip >/dev/null
+  "$dir/bin/pip" install -q --disable-pip-version-check -r "$reqs" \
+    || die "pip install -r $reqs failed" "read pip's message above; the pins live in $reqs"
+  sha256sum "$reqs" >"$stamp"
+}

@@ -14,7 +14,7 @@ vps_run() {
   docker run -d --name "$name" --hostname "$name" --network "$LAB_NETWORK" \
     --privileged --tmpfs /run --tmpfs /run/lock \
     -v "$name-docker:/var/lib/docker" \
-    --label org.rotor.lab.role=vps "$@" "rotor-lab/vps:$suite" >/dev/null
+    --label "org.rotor.lab.role=${VPS_ROLE:-vps}" "$@" "rotor-lab/vps:$suite" >/dev/null
   for i in $(seq 1 60); do
     state=$(docker exec "$name" systemctl is-system-running 2>/dev/null || true)
     case "$state" in
@@ -41,14 +41,26 @@ vps_up() {
     -p "127.0.0.1:$LAB_VPS_HTTP_PORT:80" -p "127.0.0.1:$LAB_VPS_HTTPS_PORT:443"
 }
 
+vps_remove() {
+  local name=$1
+  docker container inspect "$name" >/dev/null 2>&1 || return 0
+  log "removing lab VPS $name"
+  docker rm -f -v "$name" >/dev/null
+  docker volume rm "$name-docker" >/dev/null 2>&1 || true
+}
+
 vps_down() {
   local name
   for name in $(docker ps -a --filter label=org.rotor.lab.role=vps --format '{{.Names}}'); do
-    log "removing lab VPS $name"
-    # SIGRTMIN+3 makes systemd shut down at once instead of waiting for the stop timeout.
-    docker kill -s SIGRTMIN+3 "$name" >/dev/null 2>&1 || true
-    docker rm -f -v "$name" >/dev/null
-    docker volume rm "$name-docker" >/dev/null 2>&1 || true
+    vps_remove "$name"
+  done
+}
+
+# Disposable test VPS containers left behind by an interrupted test run.
+vps_clean_tests() {
+  local name
+  for name in $(docker ps -a --filter label=org.rotor.lab.role=test --format '{{.Names}}'); do
+    vps_remove "$name"
   done
 }
 

@@ -1,0 +1,73 @@
+# shellcheck shell=bash
+# The lab VPS: a privileged container with systemd as PID 1 and no Docker, on the lab network
+# (where the registry mirror is). Only its published ports are reachable, on 127.0.0.1.
+
+LAB_VPS_HTTP_PORT=${LAB_VPS_HTTP_PORT:-8080}
+LAB_VPS_HTTPS_PORT=${LAB_VPS_HTTPS_PORT:-8443}
+
+vps_name() { printf '%s-vps-%s\n' "$LAB_PREFIX" "$1"; }
+
+# vps_run NAME SUITE [docker run options...]: start a lab VPS container and wait for systemd.
+vps_run() {
+  local name=$1 suite=$2 state i
+  shift 2
+  docker run -d --name "$name" --hostname "$name" --network "$LAB_NETWORK" \
+    --privileged --tmpfs /run --tmpfs /run/lock \
+    -v "$name-docker:/var/lib/docker" \
+    --label org.rotor.lab.role=vps "$@" "rotor-lab/vps:$suite" >/dev/null
+  for i in $(seq 1 60); do
+    state=$(docker exec "$name" systemctl is-system-running 2>/dev/null || true)
+    case "$state" in
+      running | degraded) return 0 ;;
+    esac
+    sleep 0.5
+  done
+  die "the lab VPS $name did not finish booting (systemd says: ${state:-nothing})" \
+    "look at 'docker logs $name' and 'docker exec $name systemctl --failed'"
+}
+
+vps_up() {
+  local suite=$1 name
+  name=$(vps_name "$suite")
+  docker image inspect "rotor-lab/vps:$suite" >/dev/null 2>&1 \
+    || die "no image rotor-lab/vps:$suite" "run 'make lab' (tests/lab/lab images) first"
+  if [ "$(docker inspect -f '{{.State.Running}}' "$name" 2>/dev/null)" = true ]; then
+    log "lab VPS $name is running"
+    return 0
+  fi
+  docker rm -f "$name" >/dev/null 2>&1 || true
+  log "starting lab VPS $name (HTTP 127.0.0.1:$LAB_VPS_HTTP_PORT, HTTPS 127.0.0.1:$LAB_VPS_HTTPS_PORT)"
+  vps_run "$name" "$suite" --restart unless-stopped \
+    -p "127.0.0.1:$LAB_VPS_HTTP_PORT:80" -p "127.0.0.1:$LAB_VPS_HTTPS_PORT:443"
+}
+
+vps_remove() {
+  local name=$1
+  docker container inspect "$name" >/dev/null 2>&1 || return 0
+  log "removing lab VPS $name"
+  docker rm -f -v "$name" >/dev/null
+  docker volume rm "$name-docker" >/dev/null 2>&1 || true
+}
+
+vps_down() {
+  local name
+  for name in $(docker ps -a --filter label=org.rotor.lab.role=vps --format '{{.Names}}'); do
+    vps_remove "$name"
+  done
+}
+
+vps_status() {
+  local name
+  printf '%-26s %-10s %-22s %s\n' WHAT STATE WHERE DETAIL
+  printf '%-26s %-10s %-22s %s\n' "registry mirror" \
+    "$(docker inspect -f '{{.State.Status}}' "$LAB_REGISTRY_NAME" 2>/dev/null || echo absent)" \
+    "127.0.0.1:$LAB_REGISTRY_PORT" \
+    "$(curl -fsS "http://127.0.0.1:$LAB_REGISTRY_PORT/v2/_catalog" 2>/dev/null | tr -cd ',' | wc -c | awk '{print $1 + 1 " repositories"}')"
+  for name in $(docker ps -a --filter label=org.rotor.lab.role=vps --format '{{.Names}}'); do
+    printf '%-26s %-10s %-22s %s\n' "$name" \
+      "$(docker exec "$name" systemctl is-system-running 2>/dev/null || docker inspect -f '{{.State.Status}}' "$name")" \
+      "$(docker port "$name" 80/tcp 2>/dev/null | head -n 1 || true)" \
+      "docker $(docker exec "$name" systemctl is-active docker 2>/dev/null || echo absent)"
+    docker exec "$name" sh -c 'command -v docker >/dev/null && docker ps --format "  {{.Names}}\t{{.Image}}\t{{.Status}}"; command -v docker >/dev/null && docker network ls --filter label=org.rotor.vps.managed-by --format "  network {{.Name}}"' 2>/dev/null || true
+  done
+}

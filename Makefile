@@ -1,0 +1,80 @@
+# rotor.vps: `make up` converges the platform on the lab VPS; `make test` runs every test.
+# Both start from a fresh Debian machine with root: they install what they need and reuse it later.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV := $(CURDIR)/.venv
+LAB := tests/lab/lab
+STAGE := tests/stage
+SUITES := trixie bookworm
+
+export PATH := $(VENV)/bin:$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.cache/collections
+export STAGE_TIMINGS := $(CURDIR)/.cache/timings
+export PY_COLORS := 0
+export ANSIBLE_FORCE_COLOR := 0
+
+.PHONY: help up test down purge status lab venv collection converge \
+        unit sanity lint integration molecule test-stages
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+venv: ## the Python tools, pinned in requirements/dev.txt, in .venv/
+	@$(LAB) venv $(VENV) requirements/dev.txt
+
+collection: ## make this checkout importable as the rotor.vps collection
+	@mkdir -p .cache/collections/ansible_collections/rotor
+	@ln -sfn ../../../.. .cache/collections/ansible_collections/rotor/vps
+
+lab: venv collection ## Docker engine, offline images and the registry mirror
+	@$(LAB) images
+
+up: ## converge playbooks/site.yml on the lab VPS (trixie) and show what runs
+	@rm -f $(STAGE_TIMINGS)
+	@$(STAGE) setup $(MAKE) --no-print-directory lab
+	@$(STAGE) lab-vps $(LAB) vps-up trixie
+	@$(STAGE) converge ansible-playbook -i inventories/lab/hosts.yml playbooks/site.yml
+	@$(LAB) status
+	@$(STAGE) --summary
+
+converge: collection ## converge again (after `make up`), passing ARGS, e.g. ARGS='--check --diff'
+	ansible-playbook -i inventories/lab/hosts.yml playbooks/site.yml $(ARGS)
+
+status: ## what the lab runs and where
+	@$(LAB) status
+
+down: ## remove the lab VPS containers (images and registry stay for a fast `make up`)
+	@$(LAB) down
+
+purge: down ## also remove the registry and its data
+	@$(LAB) purge
+
+test: ## every test: unit, sanity, lint, integration, molecule (trixie and bookworm)
+	@rm -f $(STAGE_TIMINGS)
+	@$(MAKE) --no-print-directory test-stages; rc=$$?; $(STAGE) --summary; exit $$rc
+
+test-stages:
+	@$(STAGE) setup $(MAKE) --no-print-directory lab
+	@$(STAGE) unit $(MAKE) --no-print-directory unit
+	@$(STAGE) sanity $(MAKE) --no-print-directory sanity
+	@$(STAGE) lint $(MAKE) --no-print-directory lint
+	@$(STAGE) integration $(MAKE) --no-print-directory integration
+	@$(STAGE) molecule $(MAKE) --no-print-directory molecule
+
+unit: venv collection ## pytest unit tests (pure functions, specs in step with defaults)
+	pytest -q tests/unit
+
+sanity: venv ## ansible-test sanity, offline
+	tests/sanity/run
+
+lint: venv collection ## ansible-lint, production profile
+	ansible-lint --profile production
+
+integration: lab ## pytest against real services in disposable lab VPS containers
+	@$(LAB) clean-tests
+	pytest -q tests/integration
+
+molecule: lab ## molecule: converge, idempotence, verify on trixie and bookworm
+	molecule test --all

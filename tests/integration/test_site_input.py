@@ -1,0 +1,93 @@
+"""playbooks/site.yml refuses bad input before it changes anything, and check mode changes nothing."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+# (case id, inventory variables, words the error must contain)
+BAD_INPUT = [
+    (
+        "tmpfs-size-unit",
+        {"networks_tmpfs_volumes": [{"name": "scratch", "size": "10X"}]},
+        ["networks_tmpfs_volumes[0].size", "10X", "k, m or g suffix"],
+    ),
+    (
+        "tmpfs-size-zero",
+        {"networks_tmpfs_volumes": [{"name": "scratch", "size": "0m"}]},
+        ["networks_tmpfs_volumes[0].size", "positive whole number"],
+    ),
+    (
+        "tmpfs-mode",
+        {"networks_tmpfs_volumes": [{"name": "scratch", "size": "8m", "mode": "rwx"}]},
+        ["networks_tmpfs_volumes[0].mode", "octal"],
+    ),
+    (
+        "unknown-network-option",
+        {"networks_list": [{"name": "edge", "colour": "blue"}]},
+        ["networks_list.colour", "Supported parameters include"],
+    ),
+    (
+        "duplicate-network-name",
+        {"networks_list": [{"name": "edge"}, {"name": "app"}, {"name": "edge", "internal": True}]},
+        ["networks_list[2].name", "'edge'", "already used by networks_list[0]", "unique"],
+    ),
+    (
+        "network-name-characters",
+        {"networks_list": [{"name": "edge net"}]},
+        ["networks_list[0].name", "'edge net'", "only letters, digits"],
+    ),
+    (
+        "overlapping-subnets",
+        {"networks_list": [{"name": "a", "subnet": "10.10.0.0/16"}, {"name": "b", "subnet": "10.10.5.0/24"}]},
+        ["networks_list[1].subnet", "overlaps networks_list[0].subnet"],
+    ),
+    (
+        "gateway-outside-subnet",
+        {"networks_list": [{"name": "a", "subnet": "10.20.0.0/24", "gateway": "10.21.0.1"}]},
+        ["networks_list[0].gateway", "outside the subnet"],
+    ),
+    (
+        "wrong-type",
+        {"docker_host_live_restore": "sometimes"},
+        ["docker_host_live_restore", "bool"],
+    ),
+    (
+        "mirror-not-a-url",
+        {"docker_host_registry_mirrors": ["mirror.internal:5000"]},
+        ["docker_host_registry_mirrors", "mirror.internal:5000", "http:// or https:// URL"],
+    ),
+    (
+        "docker-repo-without-url",
+        {"docker_host_source": "docker"},
+        ["docker_host_docker_repo_url", "required when docker_host_source is \"docker\""],
+    ),
+]
+
+
+@pytest.mark.parametrize("case,variables,words", BAD_INPUT, ids=[c[0] for c in BAD_INPUT])
+def test_bad_input_fails_before_any_change(fresh_vps, tmp_path, case, variables, words):
+    before = fresh_vps.snapshot()
+    extra = tmp_path / ("%s.yml" % case)
+    extra.write_text(yaml.safe_dump(variables))
+    run = fresh_vps.playbook("site.yml", extra_vars=extra, timeout=300)
+    assert run.rc != 0, run.output[-2000:]
+    for word in words:
+        assert word in run.output, "%r not in the error:\n%s" % (word, run.output[-2000:])
+    recap = run.recap(fresh_vps.name)
+    assert recap["changed"] == 0
+    assert "PLAY [Docker engine]" not in run.output, "a role ran after the input check failed"
+    assert fresh_vps.snapshot() == before
+
+
+def test_check_mode_on_a_fresh_host_changes_nothing(fresh_vps):
+    before = fresh_vps.snapshot()
+    run = fresh_vps.playbook("site.yml", "--check", "--diff")
+    assert run.rc == 0, run.output[-3000:]
+    recap = run.recap(fresh_vps.name)
+    assert recap["failed"] == 0
+    assert recap["changed"] > 0, "check mode on a fresh host must report the install"
+    assert "would be created once it is installed" in run.output
+    assert '"live-restore": true' in run.output, "the diff shows the daemon.json to be written"
+    assert fresh_vps.sh("command -v dockerd").returncode != 0, "check mode installed Docker"
+    assert fresh_vps.snapshot() == before
