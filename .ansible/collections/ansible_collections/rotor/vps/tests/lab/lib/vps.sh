@@ -14,7 +14,7 @@ vps_run() {
   docker run -d --name "$name" --hostname "$name" --network "$LAB_NETWORK" \
     --privileged --tmpfs /run --tmpfs /run/lock \
     -v "$name-docker:/var/lib/docker" \
-    --label org.rotor.lab.role=vps "$@" "rotor-lab/vps:$suite" >/dev/null
+    --label "org.rotor.lab.role=${VPS_ROLE:-vps}" "$@" "rotor-lab/vps:$suite" >/dev/null
   for i in $(seq 1 60); do
     state=$(docker exec "$name" systemctl is-system-running 2>/dev/null || true)
     case "$state" in
@@ -52,6 +52,14 @@ vps_remove() {
 vps_down() {
   local name
   for name in $(docker ps -a --filter label=org.rotor.lab.role=vps --format '{{.Names}}'); do
+    vps_remove "$name"
+  done
+}
+
+# Disposable test VPS containers left behind by an interrupted test run.
+vps_clean_tests() {
+  local name
+  for name in $(docker ps -a --filter label=org.rotor.lab.role=test --format '{{.Names}}'); do
     vps_remove "$name"
   done
 }

@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.rotor.vps.plugins.module_utils._validate import (
+    network_errors,
+    tmpfs_mount_options,
+    tmpfs_size_bytes,
+    tmpfs_volume_errors,
+)
+
+
+@pytest.mark.parametrize(
+    "size,expected",
+    [("1", 1), ("64m", 64 * 1024**2), ("64M", 64 * 1024**2), ("512k", 512 * 1024), ("2g", 2 * 1024**3), (" 8m ", 8 * 1024**2)],
+)
+def test_tmpfs_size_bytes(size, expected):
+    assert tmpfs_size_bytes(size) == expected
+
+
+@pytest.mark.parametrize("size", ["10X", "0", "0m", "-1m", "m", "", "1.5m", "64mb", "64 m", None, "1e3"])
+def test_tmpfs_size_bytes_rejects(size):
+    with pytest.raises(ValueError, match="positive whole number with an optional k, m or g suffix"):
+        tmpfs_size_bytes(size)
+
+
+@pytest.mark.parametrize(
+    "networks,expected",
+    [
+        ([{"name": "edge"}, {"name": "data", "internal": True}], []),
+        ([{"name": "a.b_c-1", "subnet": "10.1.0.0/24", "gateway": "10.1.0.1", "ip_range": "10.1.0.128/25"}], []),
+        ([{"name": "v6", "subnet": "fd00:1::/64"}, {"name": "v4", "subnet": "fd00:2::/64"}], []),
+        ([{"name": ""}], ["networks_list[0].name: a name is required"]),
+        ([{}], ["networks_list[0].name: a name is required"]),
+        ([{"name": "-edge"}], ["networks_list[0].name: '-edge' must start with a letter or digit"]),
+        ([{"name": "edge net"}], ["networks_list[0].name: 'edge net' must start with a letter or digit"]),
+        ([{"name": "x" * 65}], ["networks_list[0].name: '%s' is longer than 64 characters" % ("x" * 65)]),
+        (
+            [{"name": "edge"}, {"name": "edge"}],
+            ["networks_list[1].name: 'edge' is already used by networks_list[0]; names must be unique"],
+        ),
+        ([{"name": "a", "subnet": "10.1.0.1/24"}], ["networks_list[0].subnet: '10.1.0.1/24' is not a network in CIDR notation"]),
+        ([{"name": "a", "subnet": "bogus"}], ["networks_list[0].subnet: 'bogus' is not a network in CIDR notation"]),
+        ([{"name": "a", "gateway": "10.0.0.1"}], ["networks_list[0].gateway: needs a subnet"]),
+        ([{"name": "a", "subnet": "10.1.0.0/24", "gateway": "10.2.0.1"}], ["networks_list[0].gateway: 10.2.0.1 is outside the subnet 10.1.0.0/24"]),
+        ([{"name": "a", "subnet": "10.1.0.0/24", "gateway": "x"}], ["networks_list[0].gateway: 'x' is not an IP address"]),
+        ([{"name": "a", "subnet": "10.1.0.0/24", "ip_range": "10.2.0.0/25"}], ["networks_list[0].ip_range: 10.2.0.0/25 is not inside the subnet 10.1.0.0/24"]),
+        (
+            [{"name": "a", "subnet": "10.1.0.0/16"}, {"name": "b", "subnet": "10.1.2.0/24"}],
+            ["networks_list[1].subnet: 10.1.2.0/24 overlaps networks_list[0].subnet 10.1.0.0/16; subnets must not overlap"],
+        ),
+    ],
+)
+def test_network_errors(networks, expected):
+    errors = network_errors(networks)
+    assert len(errors) == len(expected), errors
+    for error, prefix in zip(errors, expected):
+        assert error.startswith(prefix), (error, prefix)
+
+
+def test_network_errors_names_the_input_it_was_given():
+    assert network_errors([{"name": "bad name"}], where="lab_networks")[0].startswith("lab_networks[0].name:")
+
+
+@pytest.mark.parametrize(
+    "volumes,expected",
+    [
+        ([{"name": "tmp", "size": "64m"}, {"name": "cache", "size": "1g", "mode": "0750"}], []),
+        ([{"name": "tmp", "size": "10X"}], ["networks_tmpfs_volumes[0].size: must be a positive whole number"]),
+        ([{"name": "tmp"}], ["networks_tmpfs_volumes[0].size: must be a positive whole number"]),
+        ([{"name": "tmp", "size": "8m", "mode": "rwx"}], ["networks_tmpfs_volumes[0].mode: 'rwx' must be an octal mode string"]),
+        ([{"name": "tmp", "size": "8m", "mode": "0800"}], ["networks_tmpfs_volumes[0].mode: '0800' must be an octal mode string"]),
+        (
+            [{"name": "tmp", "size": "8m"}, {"name": "tmp", "size": "16m"}],
+            ["networks_tmpfs_volumes[1].name: 'tmp' is already used by networks_tmpfs_volumes[0]"],
+        ),
+        ([{"name": "a/b", "size": "8m"}], ["networks_tmpfs_volumes[0].name: 'a/b' must start with a letter or digit"]),
+    ],
+)
+def test_tmpfs_volume_errors(volumes, expected):
+    errors = tmpfs_volume_errors(volumes)
+    assert len(errors) == len(expected), errors
+    for error, prefix in zip(errors, expected):
+        assert error.startswith(prefix), (error, prefix)
+
+
+@pytest.mark.parametrize(
+    "volume,expected",
+    [
+        ({"size": "64M"}, "size=64m,noexec,nosuid,nodev"),
+        ({"size": "8m", "mode": "1777"}, "size=8m,mode=1777,noexec,nosuid,nodev"),
+        ({"size": "8m", "uid": 1000, "gid": "1000"}, "size=8m,uid=1000,gid=1000,noexec,nosuid,nodev"),
+        ({"size": "8m", "noexec": False}, "size=8m,nosuid,nodev"),
+        ({"size": "8m", "noexec": False, "nosuid": False, "nodev": False}, "size=8m"),
+    ],
+)
+def test_tmpfs_mount_options(volume, expected):
+    assert tmpfs_mount_options(volume) == expected
