@@ -114,10 +114,12 @@ ensure_registry() {
 push_image() {
   local local_tag=$1 ref=$2 remote="$LAB_REGISTRY_HOSTPORT/$2" want have
   docker tag "$local_tag" "$remote"
-  want=$(docker image inspect -f '{{range .RepoDigests}}{{println .}}{{end}}' "$remote" | grep -F "$LAB_REGISTRY_HOSTPORT/${ref%:*}@" | head -n 1 | cut -d@ -f2)
+  # Either may be missing (never pushed, registry emptied): then they differ and we push.
+  want=$(docker image inspect -f '{{range .RepoDigests}}{{println .}}{{end}}' "$remote" \
+    | awk -F@ -v repo="$LAB_REGISTRY_HOSTPORT/${ref%:*}" '$1 == repo {print $2; exit}')
   have=$(curl -fsSI -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
     "http://$LAB_REGISTRY_HOSTPORT/v2/${ref%:*}/manifests/${ref##*:}" 2>/dev/null \
-    | tr -d '\r' | awk -F': ' 'tolower($1) == "docker-content-digest" {print $2}')
+    | tr -d '\r' | awk -F': ' 'tolower($1) == "docker-content-digest" {print $2}' || true)
   if [ -n "$want" ] && [ "$want" = "$have" ]; then
     return 0
   fi
@@ -139,6 +141,8 @@ build_all_images() {
   for suite in "${LAB_SUITES[@]}"; do
     push_image "rotor-lab/debian:$suite" "library/debian:$suite"
   done
+  # PostgREST's prepare step fetches its npm package on the host (containers cannot reach npm).
+  command -v npm >/dev/null 2>&1 || apt_install npm
   total=$(manifest_entries | wc -l)
   while read -r dir ref; do
     count=$((count + 1))
