@@ -24,7 +24,7 @@ ANSIBLE_PLAYBOOK = str(Path(sys.executable).parent / "ansible-playbook")
 
 def _docker_answers() -> bool:
     try:
-        return subprocess.run(["docker", "info"], capture_output=True, timeout=20).returncode == 0
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=20, check=False).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
         return False
 
@@ -54,7 +54,7 @@ class LabVps:
 
     def sh(self, command: str) -> subprocess.CompletedProcess:
         return subprocess.run(
-            ["docker", "exec", self.name, "sh", "-c", command], capture_output=True, text=True, timeout=120
+            ["docker", "exec", self.name, "sh", "-c", command], capture_output=True, text=True, timeout=120, check=False
         )
 
     def playbook(self, playbook: str, *args: str, extra_vars: Path | None = None, timeout: int = 900) -> PlaybookRun:
@@ -62,7 +62,7 @@ class LabVps:
         if extra_vars:
             cmd += ["-e", "@%s" % extra_vars]
         env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT, check=False)
         return PlaybookRun(proc.returncode, proc.stdout + proc.stderr)
 
     def snapshot(self) -> str:

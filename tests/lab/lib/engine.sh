@@ -64,8 +64,8 @@ ensure_engine() {
   log "no Docker engine answers on /var/run/docker.sock; starting dockerd (log: $LAB_LOG_DIR/dockerd.log)"
   # setsid: dockerd must outlive make and the shell that started it.
   setsid dockerd >>"$LAB_LOG_DIR/dockerd.log" 2>&1 </dev/null &
-  local i
-  for i in $(seq 1 60); do
+  local _
+  for _ in $(seq 1 60); do
     engine_answers && { log "Docker engine started: $(docker version --format '{{.Server.Version}}')"; return 0; }
     sleep 0.5
   done

@@ -91,7 +91,7 @@ registry_remove() {
 }
 
 ensure_registry() {
-  local image=rotor-lab/registry:latest running i
+  local image=rotor-lab/registry:latest running _
   build_image "$LAB_DIR/infra/registry" "$image"
   running=$(docker inspect -f '{{.State.Running}} {{.Image}}' "$LAB_REGISTRY_NAME" 2>/dev/null || true)
   if [ "$running" != "true $(docker image inspect -f '{{.Id}}' "$image")" ]; then
@@ -101,7 +101,7 @@ ensure_registry() {
       -p "$LAB_REGISTRY_HOSTPORT:5000" -v "$LAB_REGISTRY_NAME-data:/var/lib/docker-registry" \
       "$image" >/dev/null
   fi
-  for i in $(seq 1 40); do
+  for _ in $(seq 1 40); do
     curl -fsS "http://$LAB_REGISTRY_HOSTPORT/v2/" >/dev/null 2>&1 && return 0
     sleep 0.25
   done

@@ -9,13 +9,13 @@ vps_name() { printf '%s-vps-%s\n' "$LAB_PREFIX" "$1"; }
 
 # vps_run NAME SUITE [docker run options...]: start a lab VPS container and wait for systemd.
 vps_run() {
-  local name=$1 suite=$2 state i
+  local name=$1 suite=$2 state _
   shift 2
   docker run -d --name "$name" --hostname "$name" --network "$LAB_NETWORK" \
     --privileged --tmpfs /run --tmpfs /run/lock \
     -v "$name-docker:/var/lib/docker" \
     --label "org.rotor.lab.role=${VPS_ROLE:-vps}" "$@" "rotor-lab/vps:$suite" >/dev/null
-  for i in $(seq 1 60); do
+  for _ in $(seq 1 60); do
     state=$(docker exec "$name" systemctl is-system-running 2>/dev/null || true)
     case "$state" in
       running | degraded) return 0 ;;

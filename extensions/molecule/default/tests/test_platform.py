@@ -138,4 +138,3 @@ def test_tmpfs_noexec_really_blocks_execution(host, settings):
     )
     assert result.rc != 0
     assert "Permission denied" in result.stderr
-
