@@ -56,17 +56,6 @@ apt_mirror() {
   printf '%s\n' "${uri%/}"
 }
 
-# timed NAME CMD...: run a command and record how long it took for the closing summary.
-LAB_TIMINGS=${LAB_TIMINGS:-}
-timed() {
-  local name=$1 start rc=0
-  shift
-  start=$(date +%s)
-  "$@" || rc=$?
-  printf '%-28s %5ss  %s\n' "$name" "$(( $(date +%s) - start ))" "$([ $rc -eq 0 ] && echo ok || echo "FAILED ($rc)")" \
-    >>"${LAB_TIMINGS:-/dev/null}"
-  return $rc
-}
 
 # ensure_venv DIR REQUIREMENTS: the project's Python tools, reinstalled when the pins change.
 ensure_venv() {

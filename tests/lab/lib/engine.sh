@@ -49,7 +49,10 @@ ensure_engine() {
   if ! command -v dockerd >/dev/null 2>&1; then
     apt_install docker.io
   fi
-  command -v docker >/dev/null 2>&1 || apt_install docker-cli 2>/dev/null || apt_install docker.io
+  # From Debian 13 on the client is its own package; before, docker.io carries it.
+  if ! command -v docker >/dev/null 2>&1; then
+    if apt-cache show docker-cli >/dev/null 2>&1; then apt_install docker-cli; else apt_install docker.io; fi
+  fi
   changed=$(ensure_runtime_workaround)
   if engine_answers; then
     if [ "$changed" = changed ]; then
