@@ -152,3 +152,58 @@ def tmpfs_mount_options(volume: dict) -> str:
         if volume.get(flag, True):
             options.append(flag)
     return ",".join(options)
+
+
+# Durations such as 90s, 30m, 6h, 1d (or a bare number of seconds).
+DURATION_RE = re.compile(r"^([1-9][0-9]*)\s*(s|m|h|d)?$")
+_DURATION_UNITS = {None: 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+# A service name becomes part of container, server, unit and file names: keep it plain.
+SERVICE_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+# RFC 1123 host name (what a route matches in the Host header), lowercase.
+HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
+
+
+def duration_seconds(value: object) -> int:
+    """Return the number of seconds in a duration such as ``90s``, ``30m``, ``6h`` or ``1d``.
+
+    A bare positive integer is a number of seconds. Raises ValueError with the rule otherwise.
+    """
+    match = DURATION_RE.match(str(value).strip().lower()) if not isinstance(value, bool) else None
+    if not match:
+        raise ValueError("must be a positive whole number with an optional s, m, h or d suffix (e.g. 30m), got %r" % (value,))
+    return int(match.group(1)) * _DURATION_UNITS[match.group(2)]
+
+
+def service_name_errors(name: object, where: str) -> list[str]:
+    """Check a service name (a lowercase letter, then lowercase letters, digits and '-'; at most 31)."""
+    if not isinstance(name, str) or not SERVICE_NAME_RE.match(name):
+        return [
+            "%s: %r must start with a lowercase letter and contain only lowercase letters, digits and '-' "
+            "(at most 31 characters)" % (where, name)
+        ]
+    return []
+
+
+def hostname_errors(name: object, where: str) -> list[str]:
+    """Check a host name used as a route (lowercase RFC 1123 name, no port)."""
+    if not isinstance(name, str) or not HOSTNAME_RE.match(name):
+        return ["%s: %r must be a lowercase host name such as app.example.com (no port, no scheme)" % (where, name)]
+    return []
+
+
+def tmpfs_mount_errors(mounts: list[dict], where: str = "tmpfs") -> list[str]:
+    """Check per-container tmpfs mounts: an absolute path, a valid size and mode, unique paths."""
+    errors = []
+    for index, mount in enumerate(mounts):
+        item = "%s[%d]" % (where, index)
+        path = mount.get("path")
+        if not isinstance(path, str) or not path.startswith("/") or path == "/" or any(c in path for c in ",: \n"):
+            errors.append("%s.path: %r must be an absolute path other than / without ',', ':' or spaces" % (item, path))
+        try:
+            tmpfs_size_bytes(mount.get("size", ""))
+        except ValueError as exc:
+            errors.append("%s.size: %s" % (item, exc))
+        mode = mount.get("mode")
+        if mode is not None and not TMPFS_MODE_RE.match(str(mode)):
+            errors.append("%s.mode: %r must be an octal mode string such as '1777' or '0750'" % (item, mode))
+    return errors + duplicate_errors(mounts, "path", where)
