@@ -1,0 +1,225 @@
+# Copyright (c) rotor.vps contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Filters for the rotation role: check rotated services, derive HAProxy backends from them."""
+
+from __future__ import annotations
+
+import re
+
+from ansible_collections.rotor.vps.plugins.module_utils._validate import (
+    TMPFS_MODE_RE,
+    docker_name_errors,
+    duplicate_errors,
+    tmpfs_size_bytes,
+)
+
+# The haproxy_rotate module's rule: container names are <service>-<id>, the service part short.
+SERVICE_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+# HAProxy section names: letters, digits, '-', '_', '.', ':'.
+BACKEND_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,62}$")
+# The module's durations (max_age) and systemd's spans (jitter): a whole number and a unit.
+DURATION_RE = re.compile(r"^[1-9][0-9]*[smhd]$")
+JITTER_RE = re.compile(r"^(0|[1-9][0-9]*[smhd])$")
+# What an OnCalendar expression is made of; systemd-analyze calendar has the final word on the VPS.
+CALENDAR_RE = re.compile(r"^[A-Za-z0-9*:/,.~+ -]+$")
+HOST_LABEL_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+MEMORY_RE = re.compile(r"^[1-9][0-9]*[bkmg]?$", re.IGNORECASE)
+STATES = ("present", "absent")
+DEFAULT_HEALTH_PATH = "/healthz"
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _host_errors(host: object, where: str) -> list[str]:
+    if not isinstance(host, str) or not host:
+        return ["%s: a host name is required" % where]
+    name = host[2:] if host.startswith("*.") else host
+    if len(name) > 253 or not all(HOST_LABEL_RE.match(label) for label in name.split(".")):
+        return [
+            "%s: %r must be a lower-case DNS name (labels of letters, digits and '-', "
+            "at most 63 characters each; an optional leading '*.')" % (where, host)
+        ]
+    return []
+
+
+def _tmpfs_errors(mounts: object, where: str) -> list[str]:
+    if not isinstance(mounts, list):
+        return ["%s: must be a list of mounts ({path, size, ...})" % where]
+    errors = []
+    for index, mount in enumerate(mounts):
+        item = "%s[%d]" % (where, index)
+        if not isinstance(mount, dict):
+            errors.append("%s: must be a mapping with path and size" % item)
+            continue
+        path = mount.get("path")
+        if not isinstance(path, str) or not path.startswith("/") or path == "/":
+            errors.append("%s.path: %r must be an absolute path other than /" % (item, path))
+        try:
+            tmpfs_size_bytes(mount.get("size", ""))
+        except ValueError as exc:
+            errors.append("%s.size: %s" % (item, exc))
+        mode = mount.get("mode")
+        if mode is not None and not TMPFS_MODE_RE.match(str(mode)):
+            errors.append("%s.mode: %r must be an octal mode string such as '1777' or '0750'" % (item, mode))
+        for key in ("uid", "gid"):
+            value = mount.get(key)
+            if value is not None and (not _is_int(value) or value < 0):
+                errors.append("%s.%s: %r must be a whole number, 0 or more" % (item, key, value))
+    errors += duplicate_errors([m for m in mounts if isinstance(m, dict)], "path", where)
+    return errors
+
+
+def _limit_errors(service: dict, item: str) -> list[str]:
+    errors = []
+    memory = service.get("memory")
+    if memory is not None and not MEMORY_RE.match(str(memory)):
+        errors.append("%s.memory: %r must be a positive whole number with an optional b, k, m or g suffix (e.g. 128m)"
+                      % (item, memory))
+    cpus = service.get("cpus")
+    if cpus is not None and (isinstance(cpus, bool) or not isinstance(cpus, (int, float)) or cpus <= 0):
+        errors.append("%s.cpus: %r must be a number greater than 0 (e.g. 0.5)" % (item, cpus))
+    pids = service.get("pids_limit")
+    if pids is not None and (not _is_int(pids) or pids < 1):
+        errors.append("%s.pids_limit: %r must be a whole number, at least 1" % (item, pids))
+    env = service.get("env")
+    if env is not None:
+        if not isinstance(env, dict):
+            errors.append("%s.env: must be a mapping of variable names to values" % item)
+        else:
+            errors += [
+                "%s.env: %r is not a valid environment variable name (letters, digits, '_'; not starting with a digit)"
+                % (item, key)
+                for key in env
+                if not isinstance(key, str) or not ENV_NAME_RE.match(key)
+            ]
+    for index, network in enumerate(service.get("networks") or []):
+        errors += docker_name_errors(network, "%s.networks[%d]" % (item, index))
+    return errors
+
+
+def _schedule_errors(service: dict, item: str) -> list[str]:
+    errors = []
+    interval = service.get("interval")
+    if interval is not None and (not isinstance(interval, str) or not CALENDAR_RE.match(interval.strip())):
+        errors.append(
+            "%s.interval: %r must be a systemd OnCalendar expression such as 'hourly', '*-*-* 00/6:00:00' or '*:0/15'"
+            % (item, interval)
+        )
+    jitter = service.get("jitter")
+    if jitter is not None and not JITTER_RE.match(str(jitter)):
+        errors.append("%s.jitter: %r must be 0 or a whole number with an s, m, h or d suffix (e.g. 10m)" % (item, jitter))
+    max_age = service.get("max_age")
+    if max_age is not None and not DURATION_RE.match(str(max_age)):
+        errors.append(
+            "%s.max_age: %r must be a positive whole number with an s, m, h or d suffix (e.g. 6h)" % (item, max_age)
+        )
+    return errors
+
+
+def _service_errors(service: dict, item: str) -> list[str]:
+    errors = []
+    name = service.get("name")
+    if not isinstance(name, str) or not SERVICE_NAME_RE.match(name):
+        errors.append(
+            "%s.name: %r must start with a lower-case letter and contain only a-z, 0-9 and '-' (at most 31 characters)"
+            % (item, name)
+        )
+    state = service.get("state", "present")
+    if state not in STATES:
+        errors.append("%s.state: %r must be one of %s" % (item, state, ", ".join(STATES)))
+    image = service.get("image")
+    if state == "present" and (not isinstance(image, str) or not image.strip()):
+        errors.append("%s.image: required unless state is absent" % item)
+    replicas = service.get("replicas", 2)
+    if not _is_int(replicas) or replicas < 1:
+        errors.append("%s.replicas: %r must be a whole number, at least 1" % (item, replicas))
+    port = service.get("port", 8080)
+    if not _is_int(port) or not 1 <= port <= 65535:
+        errors.append("%s.port: %r must be a port number from 1 to 65535" % (item, port))
+    health_path = service.get("health_path", DEFAULT_HEALTH_PATH)
+    if not isinstance(health_path, str) or not health_path.startswith("/") or any(c.isspace() for c in health_path):
+        errors.append("%s.health_path: %r must be a URL path starting with '/' and without spaces" % (item, health_path))
+    backend = service.get("backend")
+    if backend is not None and (not isinstance(backend, str) or not BACKEND_RE.match(backend)):
+        errors.append(
+            "%s.backend: %r must start with a letter or digit and contain only letters, digits, '_', '.', ':' and '-'"
+            % (item, backend)
+        )
+    hosts = service.get("hosts") or []
+    if not isinstance(hosts, list):
+        errors.append("%s.hosts: must be a list of host names" % item)
+        hosts = []
+    for index, host in enumerate(hosts):
+        errors += _host_errors(host, "%s.hosts[%d]" % (item, index))
+    errors += _tmpfs_errors(service.get("tmpfs") or [], item + ".tmpfs")
+    errors += _schedule_errors(service, item)
+    errors += _limit_errors(service, item)
+    return errors
+
+
+def _claims(services: list[dict], key, what: str, where: str) -> list[str]:
+    """Report values (backends, host names) that more than one service claims."""
+    seen: dict[str, int] = {}
+    errors = []
+    for index, service in enumerate(services):
+        for value in key(service):
+            if not isinstance(value, str):
+                continue
+            if value in seen and seen[value] != index:
+                errors.append(
+                    "%s[%d]: %s %r is already used by %s[%d]; each %s belongs to one service"
+                    % (where, index, what, value, where, seen[value], what)
+                )
+            else:
+                seen.setdefault(value, index)
+    return errors
+
+
+def rotation_service_errors(services: object, where: str = "rotation_services") -> list[str]:
+    """Check the services the rotation role manages; one message per problem, naming the input and the rule."""
+    if not isinstance(services, list):
+        return ["%s: must be a list of services" % where]
+    errors = []
+    valid = []
+    for index, service in enumerate(services):
+        item = "%s[%d]" % (where, index)
+        if not isinstance(service, dict):
+            errors.append("%s: must be a mapping with at least name and image" % item)
+            continue
+        errors += _service_errors(service, item)
+        valid.append(service)
+    errors += duplicate_errors(valid, "name", where)
+    errors += _claims(valid, lambda s: [s.get("backend") or s.get("name")], "backend", where)
+    errors += _claims(valid, lambda s: s.get("hosts") or [], "host name", where)
+    return errors
+
+
+def rotation_backends(services: object) -> list[dict]:
+    """Turn rotation services into the haproxy role's backends: ``[{name, health_path}]``.
+
+    Services marked absent keep their backend, so the rotation role can still drain their servers.
+    """
+    backends = []
+    for service in services or []:
+        if not isinstance(service, dict) or not service.get("name"):
+            continue
+        backends.append(
+            {
+                "name": service.get("backend") or service["name"],
+                "health_path": service.get("health_path") or DEFAULT_HEALTH_PATH,
+            }
+        )
+    return backends
+
+
+class FilterModule:
+    """rotor.vps rotation filters."""
+
+    def filters(self):
+        return {
+            "rotation_service_errors": rotation_service_errors,
+            "rotation_backends": rotation_backends,
+        }

@@ -1,0 +1,135 @@
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.rotor.vps.plugins.filter.rotation import (
+    FilterModule,
+    rotation_backends,
+    rotation_service_errors,
+)
+
+WEB = {
+    "name": "web",
+    "image": "rotor-lab/demo-web:1",
+    "replicas": 2,
+    "port": 8080,
+    "health_path": "/healthz",
+    "tmpfs": [{"path": "/tmp", "size": "16m", "uid": 1000}, {"path": "/scratch", "size": "16m", "mode": "0700"}],
+    "env": {"LOG_LEVEL": "info"},
+    "hosts": ["web.lab.test", "*.web.lab.test"],
+    "interval": "*-*-* 00/6:00:00",
+    "jitter": "10m",
+    "max_age": "6h",
+    "memory": "128m",
+    "cpus": 0.5,
+    "pids_limit": 64,
+    "networks": ["app"],
+}
+
+
+def svc(**changes):
+    service = dict(WEB, **changes)
+    return {k: v for k, v in service.items() if v is not None}
+
+
+@pytest.mark.parametrize(
+    "services,expected",
+    [
+        ([], []),
+        ([WEB], []),
+        ([{"name": "api", "image": "example/api:3"}], []),
+        ([{"name": "old", "state": "absent"}], []),
+        ([svc(interval="hourly", jitter=0)], []),
+        ([svc(interval="*:*:0/20", jitter="0")], []),
+        ([svc(name="Web")], ["rotation_services[0].name: 'Web' must start with a lower-case letter"]),
+        ([svc(name="w" * 32)], ["rotation_services[0].name: '%s' must start" % ("w" * 32)]),
+        ([svc(name=None)], ["rotation_services[0].name: None must start"]),
+        ([svc(state="stopped")], ["rotation_services[0].state: 'stopped' must be one of present, absent"]),
+        ([svc(image=None)], ["rotation_services[0].image: required unless state is absent"]),
+        ([svc(image="  ")], ["rotation_services[0].image: required unless state is absent"]),
+        ([svc(replicas=0)], ["rotation_services[0].replicas: 0 must be a whole number, at least 1"]),
+        ([svc(replicas="2")], ["rotation_services[0].replicas: '2' must be a whole number"]),
+        ([svc(replicas=True)], ["rotation_services[0].replicas: True must be a whole number"]),
+        ([svc(port=70000)], ["rotation_services[0].port: 70000 must be a port number from 1 to 65535"]),
+        ([svc(health_path="healthz")], ["rotation_services[0].health_path: 'healthz' must be a URL path"]),
+        ([svc(backend="be web")], ["rotation_services[0].backend: 'be web' must start with a letter or digit"]),
+        ([svc(hosts=["Web.lab.test"])], ["rotation_services[0].hosts[0]: 'Web.lab.test' must be a lower-case DNS name"]),
+        ([svc(hosts=["web..test"])], ["rotation_services[0].hosts[0]: 'web..test' must be a lower-case DNS name"]),
+        ([svc(hosts=["-web.test"])], ["rotation_services[0].hosts[0]: '-web.test' must be a lower-case DNS name"]),
+        ([svc(hosts="web.lab.test")], ["rotation_services[0].hosts: must be a list of host names"]),
+        (
+            [svc(tmpfs=[{"path": "/tmp", "size": "10X"}])],
+            ["rotation_services[0].tmpfs[0].size: must be a positive whole number with an optional k, m or g suffix"],
+        ),
+        ([svc(tmpfs=[{"path": "/tmp"}])], ["rotation_services[0].tmpfs[0].size: must be a positive whole number"]),
+        ([svc(tmpfs=[{"path": "tmp", "size": "8m"}])], ["rotation_services[0].tmpfs[0].path: 'tmp' must be an absolute path"]),
+        ([svc(tmpfs=[{"path": "/", "size": "8m"}])], ["rotation_services[0].tmpfs[0].path: '/' must be an absolute path"]),
+        ([svc(tmpfs=[{"path": "/t", "size": "8m", "mode": "rwx"}])], ["rotation_services[0].tmpfs[0].mode: 'rwx' must be an octal"]),
+        ([svc(tmpfs=[{"path": "/t", "size": "8m", "uid": -1}])], ["rotation_services[0].tmpfs[0].uid: -1 must be a whole number"]),
+        (
+            [svc(tmpfs=[{"path": "/t", "size": "8m"}, {"path": "/t", "size": "1m"}])],
+            ["rotation_services[0].tmpfs[1].path: '/t' is already used by rotation_services[0].tmpfs[0]"],
+        ),
+        ([svc(tmpfs={"path": "/t"})], ["rotation_services[0].tmpfs: must be a list of mounts"]),
+        ([svc(interval="every day\nsoon")], ["rotation_services[0].interval: 'every day\\nsoon' must be a systemd OnCalendar"]),
+        ([svc(interval="hourly; rm -rf /")], ["rotation_services[0].interval: 'hourly; rm -rf /' must be a systemd OnCalendar"]),
+        ([svc(jitter="10 minutes")], ["rotation_services[0].jitter: '10 minutes' must be 0 or a whole number"]),
+        ([svc(max_age="6 hours")], ["rotation_services[0].max_age: '6 hours' must be a positive whole number with an s, m, h or d suffix"]),
+        ([svc(max_age="0s")], ["rotation_services[0].max_age: '0s' must be a positive"]),
+        ([svc(memory="lots")], ["rotation_services[0].memory: 'lots' must be a positive whole number"]),
+        ([svc(cpus=0)], ["rotation_services[0].cpus: 0 must be a number greater than 0"]),
+        ([svc(pids_limit=0)], ["rotation_services[0].pids_limit: 0 must be a whole number, at least 1"]),
+        ([svc(env={"1BAD": "x"})], ["rotation_services[0].env: '1BAD' is not a valid environment variable name"]),
+        ([svc(networks=["app net"])], ["rotation_services[0].networks[0]: 'app net' must start with a letter or digit"]),
+        (
+            [WEB, svc(hosts=[], backend="other")],
+            ["rotation_services[1].name: 'web' is already used by rotation_services[0]; names must be unique"],
+        ),
+        (
+            [WEB, svc(name="api", backend="web", hosts=[])],
+            ["rotation_services[1]: backend 'web' is already used by rotation_services[0]; each backend belongs to one service"],
+        ),
+        (
+            [WEB, svc(name="api", hosts=["web.lab.test"])],
+            ["rotation_services[1]: host name 'web.lab.test' is already used by rotation_services[0]"],
+        ),
+        (["web"], ["rotation_services[0]: must be a mapping with at least name and image"]),
+        (
+            [svc(replicas=0, port=0)],
+            ["rotation_services[0].replicas: 0", "rotation_services[0].port: 0"],
+        ),
+    ],
+)
+def test_rotation_service_errors(services, expected):
+    errors = rotation_service_errors(services)
+    assert len(errors) == len(expected), errors
+    for error, prefix in zip(errors, expected):
+        assert error.startswith(prefix), (error, prefix)
+
+
+def test_rotation_service_errors_needs_a_list():
+    assert rotation_service_errors({"name": "web"}) == ["rotation_services: must be a list of services"]
+
+
+def test_rotation_service_errors_names_the_input_it_was_given():
+    assert rotation_service_errors([svc(replicas=0)], where="lab")[0].startswith("lab[0].replicas:")
+
+
+@pytest.mark.parametrize(
+    "services,expected",
+    [
+        (None, []),
+        ([], []),
+        ([WEB], [{"name": "web", "health_path": "/healthz"}]),
+        ([{"name": "api", "image": "x"}], [{"name": "api", "health_path": "/healthz"}]),
+        ([{"name": "api", "backend": "be_api", "health_path": "/ready"}], [{"name": "be_api", "health_path": "/ready"}]),
+        ([{"name": "old", "state": "absent"}], [{"name": "old", "health_path": "/healthz"}]),
+        ([{"image": "no-name"}, "junk"], []),
+    ],
+)
+def test_rotation_backends(services, expected):
+    assert rotation_backends(services) == expected
+
+
+def test_filters_are_registered():
+    assert set(FilterModule().filters()) == {"rotation_service_errors", "rotation_backends"}
