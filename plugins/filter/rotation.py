@@ -7,22 +7,18 @@ from __future__ import annotations
 import re
 
 from ansible_collections.rotor.vps.plugins.module_utils._validate import (
-    TMPFS_MODE_RE,
     docker_name_errors,
     duplicate_errors,
-    tmpfs_size_bytes,
+    duration_seconds,
+    hostname_errors,
+    service_name_errors,
+    tmpfs_mount_errors,
 )
 
-# The haproxy_rotate module's rule: container names are <service>-<id>, the service part short.
-SERVICE_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 # HAProxy section names: letters, digits, '-', '_', '.', ':'.
 BACKEND_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,62}$")
-# The module's durations (max_age) and systemd's spans (jitter): a whole number and a unit.
-DURATION_RE = re.compile(r"^[1-9][0-9]*[smhd]$")
-JITTER_RE = re.compile(r"^(0|[1-9][0-9]*[smhd])$")
 # What an OnCalendar expression is made of; systemd-analyze calendar has the final word on the VPS.
 CALENDAR_RE = re.compile(r"^[A-Za-z0-9*:/,.~+ -]+$")
-HOST_LABEL_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MEMORY_RE = re.compile(r"^[1-9][0-9]*[bkmg]?$", re.IGNORECASE)
 STATES = ("present", "absent")
@@ -33,42 +29,15 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _host_errors(host: object, where: str) -> list[str]:
-    if not isinstance(host, str) or not host:
-        return ["%s: a host name is required" % where]
-    name = host[2:] if host.startswith("*.") else host
-    if len(name) > 253 or not all(HOST_LABEL_RE.match(label) for label in name.split(".")):
-        return [
-            "%s: %r must be a lower-case DNS name (labels of letters, digits and '-', "
-            "at most 63 characters each; an optional leading '*.')" % (where, host)
-        ]
-    return []
-
-
 def _tmpfs_errors(mounts: object, where: str) -> list[str]:
-    if not isinstance(mounts, list):
-        return ["%s: must be a list of mounts ({path, size, ...})" % where]
-    errors = []
+    if not isinstance(mounts, list) or not all(isinstance(m, dict) for m in mounts):
+        return ["%s: must be a list of mounts, each a mapping with path and size" % where]
+    errors = tmpfs_mount_errors(mounts, where)
     for index, mount in enumerate(mounts):
-        item = "%s[%d]" % (where, index)
-        if not isinstance(mount, dict):
-            errors.append("%s: must be a mapping with path and size" % item)
-            continue
-        path = mount.get("path")
-        if not isinstance(path, str) or not path.startswith("/") or path == "/":
-            errors.append("%s.path: %r must be an absolute path other than /" % (item, path))
-        try:
-            tmpfs_size_bytes(mount.get("size", ""))
-        except ValueError as exc:
-            errors.append("%s.size: %s" % (item, exc))
-        mode = mount.get("mode")
-        if mode is not None and not TMPFS_MODE_RE.match(str(mode)):
-            errors.append("%s.mode: %r must be an octal mode string such as '1777' or '0750'" % (item, mode))
         for key in ("uid", "gid"):
             value = mount.get(key)
             if value is not None and (not _is_int(value) or value < 0):
-                errors.append("%s.%s: %r must be a whole number, 0 or more" % (item, key, value))
-    errors += duplicate_errors([m for m in mounts if isinstance(m, dict)], "path", where)
+                errors.append("%s[%d].%s: %r must be a whole number, 0 or more" % (where, index, key, value))
     return errors
 
 
@@ -108,25 +77,19 @@ def _schedule_errors(service: dict, item: str) -> list[str]:
             "%s.interval: %r must be a systemd OnCalendar expression such as 'hourly', '*-*-* 00/6:00:00' or '*:0/15'"
             % (item, interval)
         )
-    jitter = service.get("jitter")
-    if jitter is not None and not JITTER_RE.match(str(jitter)):
-        errors.append("%s.jitter: %r must be 0 or a whole number with an s, m, h or d suffix (e.g. 10m)" % (item, jitter))
-    max_age = service.get("max_age")
-    if max_age is not None and not DURATION_RE.match(str(max_age)):
-        errors.append(
-            "%s.max_age: %r must be a positive whole number with an s, m, h or d suffix (e.g. 6h)" % (item, max_age)
-        )
+    for key in ("jitter", "max_age"):
+        value = service.get(key)
+        if value is None or (key == "jitter" and str(value).strip() == "0"):
+            continue
+        try:
+            duration_seconds(value)
+        except ValueError as exc:
+            errors.append("%s.%s: %s" % (item, key, exc))
     return errors
 
 
 def _service_errors(service: dict, item: str) -> list[str]:
-    errors = []
-    name = service.get("name")
-    if not isinstance(name, str) or not SERVICE_NAME_RE.match(name):
-        errors.append(
-            "%s.name: %r must start with a lower-case letter and contain only a-z, 0-9 and '-' (at most 31 characters)"
-            % (item, name)
-        )
+    errors = service_name_errors(service.get("name"), item + ".name")
     state = service.get("state", "present")
     if state not in STATES:
         errors.append("%s.state: %r must be one of %s" % (item, state, ", ".join(STATES)))
@@ -153,7 +116,7 @@ def _service_errors(service: dict, item: str) -> list[str]:
         errors.append("%s.hosts: must be a list of host names" % item)
         hosts = []
     for index, host in enumerate(hosts):
-        errors += _host_errors(host, "%s.hosts[%d]" % (item, index))
+        errors += hostname_errors(host, "%s.hosts[%d]" % (item, index))
     errors += _tmpfs_errors(service.get("tmpfs") or [], item + ".tmpfs")
     errors += _schedule_errors(service, item)
     errors += _limit_errors(service, item)
@@ -215,6 +178,28 @@ def rotation_backends(services: object) -> list[dict]:
     return backends
 
 
+def rotation_timers(services: object, interval: str = "*-*-* 00/6:00:00", jitter: object = "10m") -> list[dict]:
+    """The timer of each present service: ``[{name, unit, on_calendar, randomized_delay_sec}]``.
+
+    ``interval`` and ``jitter`` are the defaults for services that set neither. The jitter becomes
+    whole seconds, so systemd never reads a unit differently from the module (``m`` is minutes to both).
+    """
+    timers = []
+    for service in services or []:
+        if not isinstance(service, dict) or service.get("state", "present") != "present":
+            continue
+        delay = service.get("jitter", jitter)
+        timers.append(
+            {
+                "name": service["name"],
+                "unit": "rotor-rotate-%s" % service["name"],
+                "on_calendar": str(service.get("interval") or interval).strip(),
+                "randomized_delay_sec": 0 if str(delay).strip() == "0" else duration_seconds(delay),
+            }
+        )
+    return timers
+
+
 class FilterModule:
     """rotor.vps rotation filters."""
 
@@ -222,4 +207,5 @@ class FilterModule:
         return {
             "rotation_service_errors": rotation_service_errors,
             "rotation_backends": rotation_backends,
+            "rotation_timers": rotation_timers,
         }

@@ -6,6 +6,7 @@ from ansible_collections.rotor.vps.plugins.filter.rotation import (
     FilterModule,
     rotation_backends,
     rotation_service_errors,
+    rotation_timers,
 )
 
 WEB = {
@@ -16,7 +17,7 @@ WEB = {
     "health_path": "/healthz",
     "tmpfs": [{"path": "/tmp", "size": "16m", "uid": 1000}, {"path": "/scratch", "size": "16m", "mode": "0700"}],
     "env": {"LOG_LEVEL": "info"},
-    "hosts": ["web.lab.test", "*.web.lab.test"],
+    "hosts": ["web.lab.test", "www.web.lab.test"],
     "interval": "*-*-* 00/6:00:00",
     "jitter": "10m",
     "max_age": "6h",
@@ -41,9 +42,9 @@ def svc(**changes):
         ([{"name": "old", "state": "absent"}], []),
         ([svc(interval="hourly", jitter=0)], []),
         ([svc(interval="*:*:0/20", jitter="0")], []),
-        ([svc(name="Web")], ["rotation_services[0].name: 'Web' must start with a lower-case letter"]),
+        ([svc(name="Web")], ["rotation_services[0].name: 'Web' must start with a lowercase letter"]),
         ([svc(name="w" * 32)], ["rotation_services[0].name: '%s' must start" % ("w" * 32)]),
-        ([svc(name=None)], ["rotation_services[0].name: None must start"]),
+        ([svc(name=None)], ["rotation_services[0].name: None must start with a lowercase letter"]),
         ([svc(state="stopped")], ["rotation_services[0].state: 'stopped' must be one of present, absent"]),
         ([svc(image=None)], ["rotation_services[0].image: required unless state is absent"]),
         ([svc(image="  ")], ["rotation_services[0].image: required unless state is absent"]),
@@ -53,9 +54,9 @@ def svc(**changes):
         ([svc(port=70000)], ["rotation_services[0].port: 70000 must be a port number from 1 to 65535"]),
         ([svc(health_path="healthz")], ["rotation_services[0].health_path: 'healthz' must be a URL path"]),
         ([svc(backend="be web")], ["rotation_services[0].backend: 'be web' must start with a letter or digit"]),
-        ([svc(hosts=["Web.lab.test"])], ["rotation_services[0].hosts[0]: 'Web.lab.test' must be a lower-case DNS name"]),
-        ([svc(hosts=["web..test"])], ["rotation_services[0].hosts[0]: 'web..test' must be a lower-case DNS name"]),
-        ([svc(hosts=["-web.test"])], ["rotation_services[0].hosts[0]: '-web.test' must be a lower-case DNS name"]),
+        ([svc(hosts=["Web.lab.test"])], ["rotation_services[0].hosts[0]: 'Web.lab.test' must be a lowercase host name"]),
+        ([svc(hosts=["web..test"])], ["rotation_services[0].hosts[0]: 'web..test' must be a lowercase host name"]),
+        ([svc(hosts=["-web.test"])], ["rotation_services[0].hosts[0]: '-web.test' must be a lowercase host name"]),
         ([svc(hosts="web.lab.test")], ["rotation_services[0].hosts: must be a list of host names"]),
         (
             [svc(tmpfs=[{"path": "/tmp", "size": "10X"}])],
@@ -70,12 +71,13 @@ def svc(**changes):
             [svc(tmpfs=[{"path": "/t", "size": "8m"}, {"path": "/t", "size": "1m"}])],
             ["rotation_services[0].tmpfs[1].path: '/t' is already used by rotation_services[0].tmpfs[0]"],
         ),
-        ([svc(tmpfs={"path": "/t"})], ["rotation_services[0].tmpfs: must be a list of mounts"]),
+        ([svc(tmpfs={"path": "/t"})], ["rotation_services[0].tmpfs: must be a list of mounts, each a mapping"]),
         ([svc(interval="every day\nsoon")], ["rotation_services[0].interval: 'every day\\nsoon' must be a systemd OnCalendar"]),
         ([svc(interval="hourly; rm -rf /")], ["rotation_services[0].interval: 'hourly; rm -rf /' must be a systemd OnCalendar"]),
-        ([svc(jitter="10 minutes")], ["rotation_services[0].jitter: '10 minutes' must be 0 or a whole number"]),
-        ([svc(max_age="6 hours")], ["rotation_services[0].max_age: '6 hours' must be a positive whole number with an s, m, h or d suffix"]),
-        ([svc(max_age="0s")], ["rotation_services[0].max_age: '0s' must be a positive"]),
+        ([svc(jitter="10 minutes")], ["rotation_services[0].jitter: must be a positive whole number with an optional s, m, h or d suffix"]),
+        ([svc(max_age="6 hours")], ["rotation_services[0].max_age: must be a positive whole number with an optional s, m, h or d suffix"]),
+        ([svc(max_age="0s")], ["rotation_services[0].max_age: must be a positive"]),
+        ([svc(max_age=True)], ["rotation_services[0].max_age: must be a positive"]),
         ([svc(memory="lots")], ["rotation_services[0].memory: 'lots' must be a positive whole number"]),
         ([svc(cpus=0)], ["rotation_services[0].cpus: 0 must be a number greater than 0"]),
         ([svc(pids_limit=0)], ["rotation_services[0].pids_limit: 0 must be a whole number, at least 1"]),
@@ -131,5 +133,29 @@ def test_rotation_backends(services, expected):
     assert rotation_backends(services) == expected
 
 
+@pytest.mark.parametrize(
+    "services,expected",
+    [
+        (None, []),
+        (
+            [WEB],
+            [{"name": "web", "unit": "rotor-rotate-web", "on_calendar": "*-*-* 00/6:00:00", "randomized_delay_sec": 600}],
+        ),
+        (
+            [{"name": "api", "image": "x"}],
+            [{"name": "api", "unit": "rotor-rotate-api", "on_calendar": "daily", "randomized_delay_sec": 300}],
+        ),
+        (
+            [{"name": "api", "image": "x", "interval": " *:*:0/20 ", "jitter": 0}],
+            [{"name": "api", "unit": "rotor-rotate-api", "on_calendar": "*:*:0/20", "randomized_delay_sec": 0}],
+        ),
+        ([{"name": "api", "image": "x", "jitter": "90s"}], [{"name": "api", "unit": "rotor-rotate-api", "on_calendar": "daily", "randomized_delay_sec": 90}]),
+        ([{"name": "old", "state": "absent"}], []),
+    ],
+)
+def test_rotation_timers(services, expected):
+    assert rotation_timers(services, interval="daily", jitter="5m") == expected
+
+
 def test_filters_are_registered():
-    assert set(FilterModule().filters()) == {"rotation_service_errors", "rotation_backends"}
+    assert set(FilterModule().filters()) == {"rotation_service_errors", "rotation_backends", "rotation_timers"}
