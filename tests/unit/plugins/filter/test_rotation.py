@@ -5,7 +5,9 @@ import pytest
 from ansible_collections.rotor.vps.plugins.filter.rotation import (
     FilterModule,
     rotation_backends,
+    rotation_plan,
     rotation_service_errors,
+    rotation_summary,
     rotation_timers,
 )
 
@@ -157,5 +159,92 @@ def test_rotation_timers(services, expected):
     assert rotation_timers(services, interval="daily", jitter="5m") == expected
 
 
+AGED = {"name": "aged", "image": "x", "max_age": "6h"}
+PLAIN = {"name": "plain", "image": "x"}
+GONE = {"name": "gone", "state": "absent"}
+
+
+@pytest.mark.parametrize(
+    "run,select,expected",
+    [
+        ("converge", None, [("aged", "present", None), ("plain", "present", None), ("gone", "absent", None)]),
+        ("converge", ["plain"], [("aged", "present", None), ("plain", "present", None), ("gone", "absent", None)]),
+        ("auto", None, [("aged", "present", "6h"), ("plain", "rotated", None)]),
+        ("auto", [], [("aged", "present", "6h"), ("plain", "rotated", None)]),
+        ("auto", ["plain"], [("plain", "rotated", None)]),
+        ("auto", ["gone"], []),
+        ("rotated", None, [("aged", "rotated", None), ("plain", "rotated", None)]),
+        ("present", ["aged"], [("aged", "present", None)]),
+    ],
+)
+def test_rotation_plan(run, select, expected):
+    plan = rotation_plan([AGED, PLAIN, GONE], run=run, select=select)
+    assert [(p["name"], p["state"], p["max_age"]) for p in plan] == expected
+    assert all(p["service"]["name"] == p["name"] for p in plan)
+
+
+def test_rotation_plan_rejects_unknown_runs():
+    with pytest.raises(ValueError, match="run must be one of converge, auto, rotated, present, got 'sometimes'"):
+        rotation_plan([PLAIN], run="sometimes")
+
+
+REPLACED = {
+    "item": {"name": "web", "state": "rotated", "max_age": None},
+    "changed": True,
+    "actions": ["replace web-1", "replace web-2"],
+    "replacements": [
+        {"action": "replace", "old": "web-1", "new": "web-3", "reason": "rotation requested", "result": "ok",
+         "duration": 1.92, "sessions_cut": 0},
+        {"action": "replace", "old": "web-2", "new": "web-4", "reason": "rotation requested", "result": "ok",
+         "duration": 2.08, "sessions_cut": 2},
+    ],
+    "servers": ["web-3", "web-4"],
+}
+
+
+@pytest.mark.parametrize(
+    "results,expected",
+    [
+        (None, []),
+        (
+            [REPLACED],
+            [
+                "web (rotated): 2 change(s) in 4.0 s - replace web-1 -> web-3 (rotation requested, took 1.9 s); "
+                "replace web-2 -> web-4 (rotation requested, took 2.1 s, 2 session(s) cut); serving web-3, web-4"
+            ],
+        ),
+        (
+            [{"item": {"name": "api", "state": "present", "max_age": "6h"}, "changed": False, "replacements": [],
+              "servers": ["api-1"]}],
+            ["api (present, older than 6h): nothing to replace; serving api-1"],
+        ),
+        (
+            [{"item": {"name": "api", "state": "rotated"}, "changed": True, "actions": ["replace api-1"],
+              "replacements": [], "servers": ["api-1"]}],
+            ["api (rotated): replace api-1; serving api-1"],
+        ),
+        (
+            [{"item": {"name": "api", "state": "rotated"}, "failed": True, "msg": "Could not start api-2: boom"}],
+            ["api (rotated): FAILED - Could not start api-2: boom"],
+        ),
+        ([{"item": {"name": "api", "state": "rotated"}, "skipped": True}], ["api (rotated): skipped"]),
+        (
+            [{"item": {"name": "old", "state": "absent"}, "changed": True,
+              "replacements": [{"action": "remove", "old": "old-1", "reason": "service absent", "result": "ok"}],
+              "servers": []}],
+            ["old (absent): 1 change(s) in 0.0 s - remove old-1 (service absent); serving none"],
+        ),
+    ],
+)
+def test_rotation_summary(results, expected):
+    assert rotation_summary(results) == expected
+
+
 def test_filters_are_registered():
-    assert set(FilterModule().filters()) == {"rotation_service_errors", "rotation_backends", "rotation_timers"}
+    assert set(FilterModule().filters()) == {
+        "rotation_service_errors",
+        "rotation_backends",
+        "rotation_timers",
+        "rotation_plan",
+        "rotation_summary",
+    }
