@@ -1,0 +1,469 @@
+#!/usr/bin/python
+# Copyright (c) rotor.vps contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: haproxy_rotate
+short_description: Keep the web containers behind an HAProxy backend fresh, with zero failed requests
+version_added: 0.1.0
+description:
+  - Manages the containers of one service behind one HAProxy backend of the P(rotor.vps.haproxy#role) role,
+    and the host names routed to that backend.
+  - A replacement starts a fresh container (random name, fresh tmpfs, new address), waits until it answers its
+    health path, adds it to the backend through the runtime API with health checks on, waits until HAProxy
+    itself reports it C(UP), drains the old server until its sessions end (at most O(drain_timeout)), deletes
+    it from HAProxy and stops and removes the old container. Containers are replaced one at a time.
+  - The backend's file in C(conf.d/) always lists the servers that serve, so a reload or restart of HAProxy
+    at any moment loses none of them.
+  - A failure before the switch removes the new container and leaves the old ones serving; the error names
+    the step that failed.
+  - Two runs for one backend never overlap; the second waits for the first (at most O(lock_timeout)).
+  - Every replacement appends a JSON line to O(audit_log) and updates Prometheus textfile metrics in
+    O(metrics_dir).
+author: rotor.vps contributors
+extends_documentation_fragment:
+  - rotor.vps.docker
+  - rotor.vps.haproxy
+attributes:
+  check_mode:
+    support: full
+    details: Returns the plan (which containers would be replaced and why) and changes nothing.
+  diff_mode:
+    support: full
+    details: Shows the backend's server list before and after.
+options:
+  service:
+    description:
+      - Name of the service; its containers are named C(<service>-<random>) and labelled with it.
+      - A lowercase letter, then lowercase letters, digits and C(-); at most 31 characters.
+    type: str
+    required: true
+  backend:
+    description:
+      - The HAProxy backend serving the service. It must exist in the running HAProxy (declared in
+        C(haproxy_backends) of the P(rotor.vps.haproxy#role) role).
+    type: str
+    required: true
+  state:
+    description:
+      - V(present) ensures O(replicas) containers of the current spec serve, replacing any whose spec or image
+        differs, that are older than O(max_age), or that HAProxy does not know.
+      - V(rotated) replaces every container, one at a time.
+      - V(absent) drains and removes every container of the service and its routes.
+    type: str
+    choices: [present, rotated, absent]
+    default: present
+  image:
+    description: Image of the containers. Required unless O(state=absent).
+    type: str
+  pull:
+    description: Pull the image when it is not on the host. The tag is not re-pulled when present.
+    type: bool
+    default: true
+  replicas:
+    description: Number of containers serving (at least 1).
+    type: int
+    default: 2
+  max_age:
+    description:
+      - With O(state=present), replace containers older than this (V(90s), V(30m), V(6h), V(1d)), so a schedule
+        can call the module often and only old containers are replaced.
+    type: str
+  port:
+    description: Port the containers listen on.
+    type: int
+    default: 8080
+  health_path:
+    description: HTTP path that answers 2xx or 3xx once a container is ready.
+    type: str
+    default: /healthz
+  env:
+    description: Environment variables of the containers.
+    type: dict
+    default: {}
+  networks:
+    description:
+      - Docker networks the containers join; HAProxy reaches them on the first, which it must share.
+    type: list
+    elements: str
+    default: [app]
+  tmpfs:
+    description: tmpfs mounts of each container, fresh and empty in every new container.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      path:
+        description: Absolute mount point.
+        type: str
+        required: true
+      size:
+        description: Size cap (V(16m), V(1g)).
+        type: str
+        required: true
+      mode:
+        description: Octal mode of the mount's root, as a string.
+        type: str
+      uid:
+        description: Owner of the mount's root.
+        type: int
+      gid:
+        description: Group of the mount's root.
+        type: int
+      noexec:
+        description: Mount C(noexec).
+        type: bool
+        default: true
+      nosuid:
+        description: Mount C(nosuid).
+        type: bool
+        default: true
+      nodev:
+        description: Mount C(nodev).
+        type: bool
+        default: true
+  memory:
+    description: Memory limit (V(128m), V(1g)).
+    type: str
+  cpus:
+    description: CPU limit, in CPUs (V(0.5)).
+    type: float
+  pids_limit:
+    description: Maximum number of processes in a container.
+    type: int
+  read_only:
+    description: Mount the container's root file system read-only.
+    type: bool
+    default: true
+  cap_drop:
+    description: Capabilities to drop.
+    type: list
+    elements: str
+    default: [ALL]
+  cap_add:
+    description: Capabilities to add back.
+    type: list
+    elements: str
+    default: []
+  user:
+    description: User (and group) the container runs as, e.g. V(1000:1000); the image's default when unset.
+    type: str
+  labels:
+    description: Extra labels on the containers.
+    type: dict
+    default: {}
+  routes:
+    description:
+      - Host names routed to O(backend) through HAProxy's host map (runtime API and file together, no reload).
+      - When given, the backend's routes become exactly these; when omitted, routes are left alone.
+      - A host already routed to another backend is an error.
+    type: list
+    elements: str
+  check_interval:
+    description: HAProxy health check interval of a serving server.
+    type: str
+    default: 2s
+  check_fast_interval:
+    description: HAProxy health check interval while a server goes up or down (how fast a new one is seen UP).
+    type: str
+    default: 100ms
+  check_rise:
+    description: Successful checks before HAProxy marks a server UP.
+    type: int
+    default: 2
+  check_fall:
+    description: Failed checks before HAProxy marks a server DOWN.
+    type: int
+    default: 2
+  healthy_timeout:
+    description: Seconds a new container has to answer its health path.
+    type: int
+    default: 60
+  up_timeout:
+    description: Seconds HAProxy has to report a new server UP.
+    type: int
+    default: 30
+  drain_timeout:
+    description: Seconds to wait for an old server's sessions to end; sessions still open then are cut and counted.
+    type: int
+    default: 30
+  stop_timeout:
+    description: Seconds an old container has to stop after its stop signal before it is killed.
+    type: int
+    default: 10
+  audit_log:
+    description: JSON lines audit log of replacements.
+    type: path
+    default: /var/log/rotor/rotation.jsonl
+  metrics_dir:
+    description: Directory of Prometheus textfile metrics (C(rotation_<service>.prom)).
+    type: path
+    default: /var/lib/rotor/metrics
+  actor:
+    description:
+      - Who asked for the change, for the audit log. By default derived from the environment (the AWX job, the
+        systemd unit, the user).
+    type: str
+notes:
+  - The containers are started with C(no-new-privileges), restart policy C(unless-stopped) and the labels
+    C(org.rotor.vps.service), C(org.rotor.vps.generation), C(org.rotor.vps.created) and C(org.rotor.vps.spec-hash).
+  - A container whose address no longer matches its server (for example after a reboot) is replaced by O(state=present).
+seealso:
+  - name: HAProxy runtime API
+    description: The commands this module uses (add server, set server, del server, add map).
+    link: https://docs.haproxy.org/3.0/management.html#9.3
+"""
+
+EXAMPLES = r"""
+- name: Two fresh demo containers behind backend "web", reachable as web.example.com
+  rotor.vps.haproxy_rotate:
+    service: web
+    backend: web
+    image: registry.example.com/demo-web:1
+    replicas: 2
+    port: 8080
+    health_path: /healthz
+    tmpfs:
+      - {path: /tmp, size: 16m, uid: 1000}
+      - {path: /scratch, size: 16m, uid: 1000}
+    memory: 128m
+    pids_limit: 64
+    routes: [web.example.com]
+
+- name: From a schedule - replace only containers older than 6 hours
+  rotor.vps.haproxy_rotate:
+    service: web
+    backend: web
+    image: registry.example.com/demo-web:1
+    max_age: 6h
+
+- name: Replace every container now
+  rotor.vps.haproxy_rotate:
+    service: web
+    backend: web
+    image: registry.example.com/demo-web:1
+    state: rotated
+  register: rotation
+
+- name: Take the service down
+  rotor.vps.haproxy_rotate:
+    service: web
+    backend: web
+    state: absent
+"""
+
+RETURN = r"""
+actions:
+  description: The plan, one line per change; in check mode what would be done.
+  returned: always
+  type: list
+  elements: str
+  sample: ["replace web-3f2a9c1e (older than max_age (21655s))", "route web.example.com to backend"]
+replacements:
+  description: One entry per container started, replaced or removed, with the time each phase took (seconds).
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - action: replace
+      old: web-3f2a9c1e
+      new: web-a81c04d2
+      reason: rotation requested
+      result: ok
+      duration: 1.92
+      start_to_healthy: 0.71
+      sessions_cut: 0
+      durations: {start: 0.52, healthy: 0.19, up: 0.43, drain: 0.05, deregister: 0.02, stop: 0.31}
+servers:
+  description: The backend's servers after the run (planned names in check mode).
+  returned: always
+  type: list
+  elements: str
+  sample: [web-a81c04d2, web-b7710e3f]
+"""
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.rotor.vps.plugins.module_utils._haproxy_files import ConfigFileError
+from ansible_collections.rotor.vps.plugins.module_utils._haproxy_rotate import (
+    Rotation,
+    RotationError,
+    Settings,
+)
+from ansible_collections.rotor.vps.plugins.module_utils._haproxy_runtime import HaproxyError, HaproxyRuntime
+from ansible_collections.rotor.vps.plugins.module_utils._host_lock import LockTimeout
+from ansible_collections.rotor.vps.plugins.module_utils._validate import (
+    docker_name_errors,
+    duration_seconds,
+    hostname_errors,
+    service_name_errors,
+    tmpfs_mount_errors,
+)
+from ansible_collections.rotor.vps.plugins.module_utils._web_container import ContainerError, Docker, WebSpec
+
+try:
+    import docker  # noqa: F401  (only to report a missing SDK early)
+
+    HAS_DOCKER = True
+except ImportError:
+    HAS_DOCKER = False
+
+HAPROXY_TIME = r"^[0-9]+(us|ms|s|m|h|d)?$"
+
+TMPFS_SPEC = dict(
+    path=dict(type="str", required=True), size=dict(type="str", required=True), mode=dict(type="str"),
+    uid=dict(type="int"), gid=dict(type="int"), noexec=dict(type="bool", default=True),
+    nosuid=dict(type="bool", default=True), nodev=dict(type="bool", default=True),
+)
+
+ARGUMENT_SPEC = dict(
+    service=dict(type="str", required=True),
+    backend=dict(type="str", required=True),
+    state=dict(type="str", default="present", choices=["present", "rotated", "absent"]),
+    image=dict(type="str"),
+    pull=dict(type="bool", default=True),
+    replicas=dict(type="int", default=2),
+    max_age=dict(type="str"),
+    port=dict(type="int", default=8080),
+    health_path=dict(type="str", default="/healthz"),
+    env=dict(type="dict", default={}),
+    networks=dict(type="list", elements="str", default=["app"]),
+    tmpfs=dict(type="list", elements="dict", default=[], options=TMPFS_SPEC),
+    memory=dict(type="str"),
+    cpus=dict(type="float"),
+    pids_limit=dict(type="int"),
+    read_only=dict(type="bool", default=True),
+    cap_drop=dict(type="list", elements="str", default=["ALL"]),
+    cap_add=dict(type="list", elements="str", default=[]),
+    user=dict(type="str"),
+    labels=dict(type="dict", default={}),
+    routes=dict(type="list", elements="str"),
+    check_interval=dict(type="str", default="2s"),
+    check_fast_interval=dict(type="str", default="100ms"),
+    check_rise=dict(type="int", default=2),
+    check_fall=dict(type="int", default=2),
+    healthy_timeout=dict(type="int", default=60),
+    up_timeout=dict(type="int", default=30),
+    drain_timeout=dict(type="int", default=30),
+    stop_timeout=dict(type="int", default=10),
+    lock_timeout=dict(type="int", default=300),
+    lock_dir=dict(type="path", default="/run/lock/rotor"),
+    audit_log=dict(type="path", default="/var/log/rotor/rotation.jsonl"),
+    metrics_dir=dict(type="path", default="/var/lib/rotor/metrics"),
+    actor=dict(type="str"),
+    haproxy_socket=dict(type="path", default="/var/lib/rotor/haproxy/run/admin.sock"),
+    haproxy_config_dir=dict(type="path", default="/etc/rotor/haproxy"),
+    haproxy_config_mount=dict(type="path", default="/usr/local/etc/haproxy"),
+    docker_host=dict(type="str", default="unix:///var/run/docker.sock"),
+)
+
+
+def input_errors(p: dict) -> list:
+    """Every rule the options break, each naming the option; empty when the input is valid."""
+    import re
+
+    errors = service_name_errors(p["service"], "service") + docker_name_errors(p["backend"], "backend")
+    if p["state"] != "absent" and not p["image"]:
+        errors.append("image: required unless state is absent")
+    if p["replicas"] < 1:
+        errors.append("replicas: %d must be at least 1 (use state=absent to remove the service)" % p["replicas"])
+    if not 1 <= p["port"] <= 65535:
+        errors.append("port: %d must be between 1 and 65535" % p["port"])
+    if not p["health_path"].startswith("/") or any(c.isspace() for c in p["health_path"]):
+        errors.append("health_path: %r must start with '/' and contain no spaces" % p["health_path"])
+    if p["max_age"] is not None:
+        try:
+            duration_seconds(p["max_age"])
+        except ValueError as exc:
+            errors.append("max_age: %s" % exc)
+    if not p["networks"]:
+        errors.append("networks: at least one network is required (HAProxy reaches the containers on the first)")
+    for index, network in enumerate(p["networks"]):
+        errors += docker_name_errors(network, "networks[%d]" % index)
+    errors += tmpfs_mount_errors(p["tmpfs"], "tmpfs")
+    if p["memory"] is not None and not re.match(r"^[1-9][0-9]*[kmg]?$", p["memory"].lower()):
+        errors.append("memory: %r must be a size such as 128m or 1g" % p["memory"])
+    if p["cpus"] is not None and p["cpus"] <= 0:
+        errors.append("cpus: must be greater than 0")
+    for index, host in enumerate(p["routes"] or []):
+        errors += hostname_errors(host, "routes[%d]" % index)
+    for key in ("check_interval", "check_fast_interval"):
+        if not re.match(HAPROXY_TIME, p[key]):
+            errors.append("%s: %r must be an HAProxy time such as 2s or 200ms" % (key, p[key]))
+    for key in ("check_rise", "check_fall", "healthy_timeout", "up_timeout", "stop_timeout", "lock_timeout"):
+        if p[key] < 1:
+            errors.append("%s: %d must be at least 1" % (key, p[key]))
+    if p["drain_timeout"] < 0:
+        errors.append("drain_timeout: %d must not be negative" % p["drain_timeout"])
+    return errors
+
+
+def default_actor() -> str:
+    """Who runs this: the AWX job, the systemd unit, or the user."""
+    if os.environ.get("AWX_JOB_ID") or os.environ.get("JOB_ID"):
+        return "awx job %s" % (os.environ.get("AWX_JOB_ID") or os.environ.get("JOB_ID"))
+    if os.environ.get("INVOCATION_ID"):
+        return "systemd"
+    return "user %s" % (os.environ.get("SUDO_USER") or os.environ.get("USER") or os.getuid())
+
+
+def build(module: AnsibleModule) -> Rotation:
+    p = module.params
+    settings = Settings(
+        service=p["service"], backend=p["backend"], state=p["state"], replicas=p["replicas"],
+        max_age=duration_seconds(p["max_age"]) if p["max_age"] else None, routes=p["routes"],
+        socket=p["haproxy_socket"], config_dir=p["haproxy_config_dir"], config_mount=p["haproxy_config_mount"],
+        server_options="check inter %s fastinter %s downinter %s rise %d fall %d" % (
+            p["check_interval"], p["check_fast_interval"], p["check_fast_interval"], p["check_rise"], p["check_fall"]),
+        healthy_timeout=p["healthy_timeout"], up_timeout=p["up_timeout"], drain_timeout=p["drain_timeout"],
+        stop_timeout=p["stop_timeout"], lock_timeout=p["lock_timeout"], lock_dir=p["lock_dir"],
+        audit_log=p["audit_log"], metrics_dir=p["metrics_dir"], actor=p["actor"] or default_actor(),
+    )
+    spec = None
+    if p["state"] != "absent":
+        spec = WebSpec(
+            service=p["service"], image=p["image"], port=p["port"], health_path=p["health_path"],
+            networks=tuple(p["networks"]), env=p["env"], tmpfs=tuple(p["tmpfs"]), memory=p["memory"],
+            cpus=p["cpus"], pids_limit=p["pids_limit"], read_only=p["read_only"], cap_drop=tuple(p["cap_drop"]),
+            cap_add=tuple(p["cap_add"]), user=p["user"], labels=p["labels"],
+        )
+    return Rotation(settings, spec, Docker(p["docker_host"]), HaproxyRuntime(p["haproxy_socket"]),
+                    check_mode=module.check_mode)
+
+
+def main() -> None:
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    if not HAS_DOCKER:
+        module.fail_json(msg=missing_required_lib("docker (python3-docker)"))
+    errors = input_errors(module.params)
+    if errors:
+        module.fail_json(msg="Invalid input, nothing was changed: " + "; ".join(errors), errors=errors)
+
+    rotation = build(module)
+    result = dict(changed=False, actions=[], replacements=[], servers=[])
+    try:
+        rotation.preflight()
+        if module.check_mode:
+            plan = rotation.plan()
+        else:
+            with rotation.lock():
+                plan = rotation.plan()
+                result["replacements"] = rotation.apply(plan)
+        result.update(changed=plan.changes, actions=plan.actions(),
+                      servers=plan.servers_after if module.check_mode else sorted(
+                          rotation.runtime.servers(rotation.settings.backend)))
+        result["diff"] = dict(before={"servers": plan.servers_before}, after={"servers": result["servers"]})
+    except RotationError as exc:
+        module.fail_json(msg="haproxy_rotate %s: %s" % (module.params["service"], exc), step=exc.step,
+                         replacements=exc.records, changed=bool(exc.records))
+    except (HaproxyError, ContainerError, ConfigFileError, LockTimeout) as exc:
+        module.fail_json(msg="haproxy_rotate %s: %s; nothing was changed" % (module.params["service"], exc))
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
