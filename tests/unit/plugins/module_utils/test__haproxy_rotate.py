@@ -1,0 +1,121 @@
+"""The plan of haproxy_rotate: which containers stay, which are replaced, started or retired, and why."""
+
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.rotor.vps.plugins.module_utils._haproxy_files import BackendFile, Server
+from ansible_collections.rotor.vps.plugins.module_utils._haproxy_rotate import (
+    Observed,
+    Settings,
+    make_plan,
+    route_conflicts,
+)
+from ansible_collections.rotor.vps.plugins.module_utils._haproxy_runtime import ServerStat
+from ansible_collections.rotor.vps.plugins.module_utils._web_container import WebContainer
+
+NOW = 10_000.0
+
+
+def settings(**overrides) -> Settings:
+    values = dict(
+        service="web", backend="web", state="present", replicas=2, max_age=None, routes=None, socket="/s",
+        config_dir="/etc/rotor/haproxy", config_mount="/usr/local/etc/haproxy", server_options="check",
+        healthy_timeout=1, up_timeout=1, drain_timeout=1, stop_timeout=1, lock_timeout=1, lock_dir="/tmp",
+        audit_log="/tmp/a", metrics_dir="/tmp/m", actor="test",
+    )
+    values.update(overrides)
+    return Settings(**values)
+
+
+def container(name, *, running=True, age=60, spec="h1", address="10.0.0.%d") -> WebContainer:
+    index = int(name.rsplit("-", 1)[1])
+    return WebContainer(id=name, name=name, running=running, address=address % index if address else None,
+                        created=NOW - age, generation=index, spec_hash=spec, image_id="sha256:x")
+
+
+def observed(containers, *, live=None, routes=None, file_servers=None, desired="h1") -> Observed:
+    if live is None:
+        live = {c.name: ServerStat(c.name, "UP", 0, "%s:8080" % c.address) for c in containers if c.running}
+    servers = file_servers if file_servers is not None else [Server(n, s.address, "check") for n, s in live.items()]
+    return Observed(containers=list(containers), backend_file=BackendFile("web", ("backend web",), tuple(servers), ()),
+                    live=live, routes=routes or {}, desired_hash=desired, image_present=True)
+
+
+def kinds(plan) -> list:
+    return [(s.kind, s.old.name if s.old else s.server, s.reason) for s in plan.steps]
+
+
+@pytest.mark.parametrize("containers, overrides, expected", [
+    # Nothing there: start the replicas.
+    ([], {}, [("start", None, "fewer than 2 replicas")] * 2),
+    # Current and serving: nothing to do.
+    ([container("web-1"), container("web-2")], {}, []),
+    # state=rotated replaces every container, oldest first.
+    ([container("web-1", age=90), container("web-2", age=30)], {"state": "rotated"},
+     [("replace", "web-1", "rotation requested"), ("replace", "web-2", "rotation requested")]),
+    # max_age: only the old one.
+    ([container("web-1", age=7200), container("web-2", age=60)], {"max_age": 3600},
+     [("replace", "web-1", "older than max_age (7200s)")]),
+    # A changed spec or image.
+    ([container("web-1", spec="old"), container("web-2")], {},
+     [("replace", "web-1", "spec or image changed")]),
+    # A stopped container is retired and a new one started in its place.
+    ([container("web-1", running=False), container("web-2")], {},
+     [("start", None, "fewer than 2 replicas"), ("retire", "web-1", "not running")]),
+    # Scale down: those due for replacement go first, then the oldest.
+    ([container("web-1"), container("web-2"), container("web-3")], {"replicas": 1},
+     [("retire", "web-1", "more than 1 replicas"), ("retire", "web-2", "more than 1 replicas")]),
+    ([container("web-1"), container("web-2", spec="old")], {"replicas": 1},
+     [("retire", "web-2", "more than 1 replicas")]),
+    # Scale up alongside a replacement.
+    ([container("web-1", spec="old")], {"replicas": 2},
+     [("start", None, "fewer than 2 replicas"), ("replace", "web-1", "spec or image changed")]),
+    # absent retires everything.
+    ([container("web-1"), container("web-2")], {"state": "absent"},
+     [("retire", "web-1", "state is absent"), ("retire", "web-2", "state is absent")]),
+])
+def test_plan_steps(containers, overrides, expected):
+    assert kinds(make_plan(observed(containers), settings(**overrides), now=NOW)) == expected
+
+
+def test_server_without_container_is_forgotten():
+    live = {"web-9": ServerStat("web-9", "DOWN", 0, "10.0.0.9:8080")}
+    plan = make_plan(observed([container("web-1"), container("web-2")], live=dict(live, **{
+        "web-1": ServerStat("web-1", "UP", 0, "10.0.0.1:8080"), "web-2": ServerStat("web-2", "UP", 0, "10.0.0.2:8080")})),
+        settings(), now=NOW)
+    assert kinds(plan) == [("forget", "web-9", "its container is gone")]
+    assert plan.servers_after == ["web-1", "web-2"]
+
+
+def test_container_unknown_to_haproxy_or_moved_is_replaced():
+    moved = {"web-1": ServerStat("web-1", "UP", 0, "10.9.9.9:8080"), "web-2": ServerStat("web-2", "UP", 0, "10.0.0.2:8080")}
+    plan = make_plan(observed([container("web-1"), container("web-2")], live=moved), settings(), now=NOW)
+    assert kinds(plan)[0][:2] == ("replace", "web-1") and kinds(plan)[0][2].startswith("address changed")
+    missing = {"web-2": ServerStat("web-2", "UP", 0, "10.0.0.2:8080")}
+    plan = make_plan(observed([container("web-1"), container("web-2")], live=missing), settings(), now=NOW)
+    assert kinds(plan) == [("replace", "web-1", "not a server of the backend")]
+
+
+def test_plan_diff_names_new_servers():
+    plan = make_plan(observed([container("web-1", age=90), container("web-2")]), settings(state="rotated"), now=NOW)
+    assert plan.servers_before == ["web-1", "web-2"]
+    assert plan.servers_after == ["web-(new 1)", "web-(new 2)"]
+    assert plan.actions() == ["replace web-1 (rotation requested)", "replace web-2 (rotation requested)"]
+
+
+@pytest.mark.parametrize("routes, current, state, updates, removals", [
+    (None, {"a.test": "web"}, "present", {}, set()),  # routes not given: left alone
+    (["a.test"], {}, "present", {"a.test": "web"}, set()),
+    (["a.test"], {"a.test": "web", "b.test": "web", "c.test": "api"}, "present", {}, {"b.test"}),
+    (None, {"a.test": "web", "c.test": "api"}, "absent", {}, {"a.test"}),
+])
+def test_plan_routes(routes, current, state, updates, removals):
+    plan = make_plan(observed([container("web-1"), container("web-2")], routes=current),
+                     settings(routes=routes, state=state), now=NOW)
+    assert plan.route_updates == updates and plan.route_removals == removals
+    assert plan.changes == bool(updates or removals or plan.steps)
+
+
+def test_route_conflicts():
+    assert route_conflicts(["a.test", "b.test"], {"a.test": "api", "b.test": "web"}, "web") == ["a.test (routed to api)"]
