@@ -16,7 +16,7 @@ export PY_COLORS := 0
 export ANSIBLE_FORCE_COLOR := 0
 
 .PHONY: help up test down purge status lab venv collection converge \
-        unit sanity lint integration molecule test-stages
+        unit sanity lint integration molecule test-stages bench-rotation
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -78,3 +78,6 @@ integration: lab ## pytest against real services in disposable lab VPS container
 
 molecule: lab ## molecule: converge, idempotence, verify on trixie and bookworm
 	molecule test --all
+
+bench-rotation: venv collection lab ## benchmark: haproxy_rotate vs a naive rotation under load (prints figures)
+	python3 bench/rotation/run.py $(ARGS)

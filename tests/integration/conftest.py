@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 import sys
 import uuid
@@ -15,9 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 LAB = ROOT / "tests" / "lab" / "lab"
+LAB_VARS = ROOT / "inventories" / "lab" / "group_vars" / "vps.yml"
+# Disposable VPS names start with this (engineers sharing one engine set their own prefix).
+TEST_PREFIX = os.environ.get("ROTOR_TEST_PREFIX", "rotor-test")
 # The ansible-playbook of the environment running the tests, whatever PATH says.
 ANSIBLE_PLAYBOOK = str(Path(sys.executable).parent / "ansible-playbook")
 
@@ -83,5 +88,137 @@ def fresh_vps(tmp_path_factory) -> LabVps:
     subprocess.run([str(LAB), "vps-run", name, "trixie"], check=True)
     try:
         yield LabVps(name, "trixie", tmp_path_factory.mktemp(name))
+    finally:
+        subprocess.run([str(LAB), "vps-rm", name], check=False)
+
+
+# The edge_vps inventory: the lab's, with fixed subnets (so tests know the addresses), a second
+# backend for tests, and a rate limit tests can reach. Requests from the VPS itself (through the
+# published ports or straight to HAProxy's addresses) come from the bridges' gateways, which are
+# exempt: only containers on the networks meet the limit.
+EDGE_VARS = {
+    "networks_list": [
+        {"name": "edge", "internal": False, "subnet": "10.231.0.0/24"},
+        {"name": "app", "internal": False, "subnet": "10.231.1.0/24"},
+        {"name": "data", "internal": True, "subnet": "10.231.2.0/24"},
+        {"name": "observability", "internal": True, "subnet": "10.231.3.0/24"},
+    ],
+    "haproxy_backends": [
+        {"name": "web", "health_path": "/healthz"},
+        {"name": "test", "health_path": "/healthz", "check_interval": "1s", "check_rise": 1},
+    ],
+    "haproxy_rate_limit_requests": 50,
+    "haproxy_rate_limit_period": "10s",
+    "haproxy_rate_limit_exempt_networks": ["10.231.0.1", "10.231.1.1", "10.231.3.1"],
+}
+
+
+@dataclass
+class HttpAnswer:
+    status: int
+    headers: dict[str, str]
+    body: str
+
+
+class EdgeVps(LabVps):
+    """A lab VPS converged with docker_host, networks and haproxy (tests/integration/playbooks/edge.yml).
+
+    Helpers run commands in the VPS, talk to HAProxy's runtime API and master CLI as root from the
+    host side, send HTTP(S) to the ports HAProxy publishes on the VPS's 127.0.0.1, and start web
+    containers for backends.
+    """
+
+    PLAYBOOK = ROOT / "tests" / "integration" / "playbooks" / "edge.yml"
+    CONTAINER = "rotor-haproxy"
+    CONFIG_DIR = "/etc/rotor/haproxy"
+    RUN_DIR = "/var/lib/rotor/haproxy/run"
+    TOOLS = {"haproxy_cli.py": ROOT / "roles" / "haproxy" / "files" / "haproxy_cli.py",
+             "http_load.py": ROOT / "tests" / "integration" / "files" / "http_load.py"}
+
+    def __init__(self, name: str, suite: str, tmp: Path):
+        super().__init__(name, suite, tmp)
+        self.tmp = tmp
+        self.variables = dict(yaml.safe_load(LAB_VARS.read_text()), **EDGE_VARS)
+        self.vars_file = tmp / "edge-vars.yml"
+        self.vars_file.write_text(yaml.safe_dump(self.variables))
+
+    def install_tools(self) -> None:
+        """Copy the CLI client and the load generator to /root/ in the VPS."""
+        for name, path in self.TOOLS.items():
+            subprocess.run(["docker", "cp", str(path), "%s:/root/%s" % (self.name, name)], check=True)
+
+    def converge(self, *args: str, timeout: int = 900, **overrides) -> PlaybookRun:
+        """Run the edge playbook with the fixture's variables, then ``overrides`` on top."""
+        extra = ["-e", "@%s" % self.vars_file]
+        if overrides:
+            path = self.tmp / ("overrides-%s.yml" % uuid.uuid4().hex[:8])
+            path.write_text(yaml.safe_dump(overrides))
+            extra += ["-e", "@%s" % path]
+        return self.playbook(str(self.PLAYBOOK), *extra, *args, timeout=timeout)
+
+    def _cli(self, socket: str, command: str) -> str:
+        proc = self.sh("python3 /root/haproxy_cli.py --socket %s/%s --wait 10 %s"
+                       % (self.RUN_DIR, socket, shlex.quote(command)))
+        assert proc.returncode == 0, "%r on %s failed: %s%s" % (command, socket, proc.stdout, proc.stderr)
+        return proc.stdout
+
+    def runtime(self, command: str) -> str:
+        """Answer of the runtime API (admin.sock, level admin) to one command."""
+        return self._cli("admin.sock", command)
+
+    def master(self, command: str) -> str:
+        """Answer of the master CLI (master.sock) to one command, e.g. ``reload`` or ``show proc``."""
+        return self._cli("master.sock", command)
+
+    def worker_pid(self) -> int:
+        return int(re.search(r"^Pid: (\d+)", self.runtime("show info"), re.M).group(1))
+
+    def container_started_at(self) -> str:
+        return self.sh("docker inspect -f '{{.State.StartedAt}}' %s" % self.CONTAINER).stdout.strip()
+
+    def http(self, path: str = "/", *, host: str = "unknown.test", https: bool = False, port: int | None = None,
+             options: str = "") -> HttpAnswer:
+        """One request to HAProxy's published port on the VPS's 127.0.0.1 (certificates not checked)."""
+        scheme = "https" if https else "http"
+        port = port or (443 if https else 80)
+        proc = self.sh("curl -sS -k -i --max-time 10 %s -H %s %s://127.0.0.1:%d%s"
+                       % (options, shlex.quote("Host: " + host), scheme, port, path))
+        assert proc.returncode == 0, proc.stderr
+        head, _, body = proc.stdout.replace("\r\n", "\n").partition("\n\n")
+        lines = head.splitlines()
+        headers = dict((k.strip().lower(), v.strip()) for k, _, v in (line.partition(":") for line in lines[1:]))
+        return HttpAnswer(int(lines[0].split()[1]), headers, body)
+
+    def start_web(self, name: str, *, image: str = "rotor-lab/demo-web:1", network: str = "app") -> str:
+        """Start a demo web container (port 8080) on ``network`` and return its address there."""
+        self.sh("docker rm -f %s" % name)
+        proc = self.sh("docker run -d --name %s --network %s --read-only --tmpfs /tmp %s" % (name, network, image))
+        assert proc.returncode == 0, proc.stderr
+        return self.sh("docker inspect -f '{{(index .NetworkSettings.Networks \"%s\").IPAddress}}' %s"
+                       % (network, name)).stdout.strip()
+
+    def digest(self, *paths: str) -> str:
+        """sha256sum of files in the VPS (a missing file shows as an error line, which differs too)."""
+        return self.sh("sha256sum %s 2>&1" % " ".join(paths)).stdout
+
+
+@pytest.fixture(scope="module")
+def edge_vps(tmp_path_factory) -> EdgeVps:
+    """A lab VPS (trixie) running Docker, the platform's networks and HAProxy (rotor.vps.haproxy).
+
+    Converged once with the lab inventory plus EDGE_VARS; the backends "web" and "test" exist with no
+    servers and no routes. Removed at the end of the test module.
+    """
+    if not _docker_answers():
+        pytest.fail("no Docker engine answers; run the tests through `make test`, which starts the lab")
+    name = "%s-edge-%s" % (TEST_PREFIX, uuid.uuid4().hex[:8])
+    subprocess.run([str(LAB), "vps-run", name, "trixie"], check=True)
+    try:
+        vps = EdgeVps(name, "trixie", tmp_path_factory.mktemp(name))
+        run = vps.converge()
+        assert run.rc == 0, run.output[-4000:]
+        vps.first_converge = run
+        vps.install_tools()
+        yield vps
     finally:
         subprocess.run([str(LAB), "vps-rm", name], check=False)

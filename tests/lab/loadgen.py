@@ -28,11 +28,20 @@ class LoadResult:
     served_by: collections.Counter = field(default_factory=collections.Counter)
     seconds: float = 0.0
     late: int = 0  # requests sent more than 100 ms after their slot (the generator fell behind)
+    latencies: list = field(default_factory=list)  # seconds, of the requests that succeeded
+
+    def latency(self, quantile: float) -> float:
+        """Latency (ms) at ``quantile`` (0..1) of the successful requests."""
+        if not self.latencies:
+            return 0.0
+        ordered = sorted(self.latencies)
+        return round(1000 * ordered[min(len(ordered) - 1, int(quantile * len(ordered)))], 1)
 
     def as_dict(self) -> dict:
         return {"sent": self.sent, "ok": self.ok, "failed": self.failed, "errors": dict(self.errors),
                 "served_by": dict(self.served_by), "seconds": round(self.seconds, 2), "late": self.late,
-                "rate": round(self.sent / self.seconds, 1) if self.seconds else 0}
+                "rate": round(self.sent / self.seconds, 1) if self.seconds else 0,
+                "latency_ms": {"p50": self.latency(0.5), "p99": self.latency(0.99), "max": self.latency(1.0)}}
 
 
 def _check_target(address: str) -> None:
@@ -57,6 +66,7 @@ async def _worker(target: tuple, host: str, path: str, interval: float, start: f
         budget[0] -= 1
         slot += interval
         result.sent += 1
+        began = time.monotonic()
         try:
             if writer is None:
                 reader, writer = await asyncio.wait_for(asyncio.open_connection(*target), 5)
@@ -82,6 +92,7 @@ async def _worker(target: tuple, host: str, path: str, interval: float, start: f
                 await asyncio.wait_for(reader.readexactly(length), 10)
             if status == 200:
                 result.ok += 1
+                result.latencies.append(time.monotonic() - began)
                 result.served_by[served] += 1
             else:
                 result.failed += 1
@@ -101,8 +112,7 @@ async def _worker(target: tuple, host: str, path: str, interval: float, start: f
 
 
 async def _run(target: tuple, host: str, path: str, rate: float, duration: float, count: int,
-               connections: int, stop: threading.Event) -> LoadResult:
-    result = LoadResult()
+               connections: int, stop: threading.Event, result: LoadResult) -> LoadResult:
     interval = connections / rate
     start = time.monotonic()
     budget = [count]
@@ -115,26 +125,37 @@ async def _run(target: tuple, host: str, path: str, rate: float, duration: float
 
 
 def run(target: str, *, host: str, path: str = "/", rate: float = 200, duration: float = 10,
-        count: int = 1_000_000, connections: int = 8, stop: threading.Event | None = None) -> LoadResult:
-    """Send ``rate`` requests per second over ``connections`` keep-alive connections, bounded."""
+        count: int = 1_000_000, connections: int = 8, stop: threading.Event | None = None,
+        result: LoadResult | None = None) -> LoadResult:
+    """Send ``rate`` requests per second over ``connections`` keep-alive connections, bounded.
+
+    ``result`` (when given) is filled in as requests complete, so another thread can watch it.
+    """
     address, _, port = target.rpartition(":")
     _check_target(address)
     return asyncio.run(_run((address, int(port)), host, path, rate, duration, count, connections,
-                            stop or threading.Event()))
+                            stop or threading.Event(), result or LoadResult()))
 
 
 class Background:
-    """``with Background(...) as load:`` runs the load in a thread; ``load.result`` once it stopped."""
+    """``with Background(...) as load:`` runs the load in a thread until the block ends (or its bounds).
+
+    ``load.result`` fills in while it runs and is final once the block has ended.
+    """
 
     def __init__(self, target: str, **kwargs):
         self.target = target
         self.kwargs = kwargs
         self.stop = threading.Event()
-        self.result: LoadResult | None = None
+        self.result = LoadResult()
         self._thread = threading.Thread(target=self._main, daemon=True)
 
     def _main(self) -> None:
-        self.result = run(self.target, stop=self.stop, **self.kwargs)
+        run(self.target, stop=self.stop, result=self.result, **self.kwargs)
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
 
     def __enter__(self) -> "Background":
         self._thread.start()

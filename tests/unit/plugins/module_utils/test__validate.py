@@ -3,7 +3,11 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.rotor.vps.plugins.module_utils._validate import (
+    duration_seconds,
+    hostname_errors,
     network_errors,
+    service_name_errors,
+    tmpfs_mount_errors,
     tmpfs_mount_options,
     tmpfs_size_bytes,
     tmpfs_volume_errors,
@@ -96,3 +100,46 @@ def test_tmpfs_volume_errors(volumes, expected):
 )
 def test_tmpfs_mount_options(volume, expected):
     assert tmpfs_mount_options(volume) == expected
+
+
+@pytest.mark.parametrize("value, seconds", [("90s", 90), ("30m", 1800), ("6h", 21600), ("1d", 86400), (45, 45), ("7", 7)])
+def test_duration_seconds(value, seconds):
+    assert duration_seconds(value) == seconds
+
+
+@pytest.mark.parametrize("value", ["0", "0s", "-5m", "1.5h", "soon", "", None, True, "5 weeks", "1w"])
+def test_duration_seconds_rejects(value):
+    with pytest.raises(ValueError, match="optional s, m, h or d suffix"):
+        duration_seconds(value)
+
+
+@pytest.mark.parametrize("name, ok", [
+    ("web", True), ("web-2", True), ("a" * 31, True), ("a" * 32, False), ("Web", False), ("2web", False),
+    ("web_2", False), ("web.x", False), ("", False), (None, False), ("we b", False),
+])
+def test_service_name_errors(name, ok):
+    assert (service_name_errors(name, "service") == []) is ok
+
+
+@pytest.mark.parametrize("name, ok", [
+    ("web.example.com", True), ("localhost", True), ("a-b.c", True), ("Web.example.com", False),
+    ("web.example.com:80", False), ("http://web", False), ("-a.b", False), ("a..b", False), ("", False),
+    ("a" * 64 + ".com", False),
+])
+def test_hostname_errors(name, ok):
+    assert (hostname_errors(name, "routes[0]") == []) is ok
+
+
+def test_tmpfs_mount_errors():
+    assert tmpfs_mount_errors([{"path": "/tmp", "size": "16m", "mode": "1777"}]) == []
+    errors = tmpfs_mount_errors([
+        {"path": "tmp", "size": "16m"}, {"path": "/a,b", "size": "0"}, {"path": "/x", "size": "1m", "mode": "9"},
+        {"path": "/x", "size": "1m"},
+    ])
+    assert errors == [
+        "tmpfs[0].path: 'tmp' must be an absolute path other than / without ',', ':' or spaces",
+        "tmpfs[1].path: '/a,b' must be an absolute path other than / without ',', ':' or spaces",
+        "tmpfs[1].size: must be a positive whole number with an optional k, m or g suffix (e.g. 64m), got '0'",
+        "tmpfs[2].mode: '9' must be an octal mode string such as '1777' or '0750'",
+        "tmpfs[3].path: '/x' is already used by tmpfs[2]; names must be unique",
+    ]
