@@ -48,7 +48,7 @@ def log(message: str) -> None:
 
 
 def sh(vps: str, command: str, check: bool = True) -> str:
-    proc = subprocess.run(["docker", "exec", vps, "sh", "-c", command], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(["docker", "exec", vps, "sh", "-c", command], capture_output=True, text=True, timeout=120, check=False)
     if check and proc.returncode:
         raise RuntimeError("%s: %s" % (command, proc.stderr.strip()))
     return proc.stdout.strip()
@@ -63,7 +63,8 @@ def converge(inventory: Path, extra: Path) -> None:
     log("converging the edge and the bench service (docker_host, networks, haproxy, rotation)")
     proc = subprocess.run([str(BIN / "ansible-playbook"), "-i", str(inventory), "-e",
                            "@%s" % (ROOT / "inventories" / "lab" / "group_vars" / "vps.yml"), "-e", "@%s" % extra,
-                           str(ROOT / "playbooks" / "site.yml")], capture_output=True, text=True, env=env(), cwd=ROOT)
+                           str(ROOT / "playbooks" / "site.yml")], capture_output=True, text=True, env=env(), cwd=ROOT,
+                          check=False)
     if proc.returncode:
         sys.exit("converge failed:\n%s" % proc.stdout[-3000:])
 
@@ -73,7 +74,7 @@ def rotate(inventory: Path) -> dict:
     args.update(service="bench", backend="bench", state="rotated", routes=[HOST])
     proc = subprocess.run([str(BIN / "ansible"), "all", "-i", str(inventory), "-m", "rotor.vps.haproxy_rotate",
                            "-a", json.dumps(args)], capture_output=True, text=True, cwd=ROOT,
-                          env=dict(env(), ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json"))
+                          env=dict(env(), ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json"), check=False)
     result = json.loads(proc.stdout)["plays"][0]["tasks"][0]["hosts"]
     return next(iter(result.values()))
 
@@ -110,7 +111,7 @@ def main() -> None:
     args = parser.parse_args()
 
     vps = "rotor-bench-rotation"
-    subprocess.run([LAB, "vps-rm", vps], capture_output=True)
+    subprocess.run([LAB, "vps-rm", vps], capture_output=True, check=False)
     subprocess.run([LAB, "vps-run", vps, "trixie"], check=True)
     tmp = Path(tempfile.mkdtemp(prefix="bench-rotation-"))
     inventory = tmp / "hosts.yml"
@@ -155,7 +156,7 @@ def main() -> None:
         b = naive.result
     finally:
         if not args.keep:
-            subprocess.run([LAB, "vps-rm", vps], capture_output=True)
+            subprocess.run([LAB, "vps-rm", vps], capture_output=True, check=False)
 
     ok = [r for r in records if r.get("result") == "ok" and r.get("start_to_healthy")]
     durations = [r["duration"] for r in ok]

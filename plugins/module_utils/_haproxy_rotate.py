@@ -318,10 +318,9 @@ class Rotation:
         step = "healthy"
         try:
             t = time.monotonic()
+            url = "http://%s:%d%s" % (new.address, self.spec.port, self.spec.health_path)
             self.waiter.until(lambda: self._health(new), lambda why: why == "",
-                              what="container %s answering http://%s:%d%s" % (new.name, new.address, self.spec.port,
-                                                                               self.spec.health_path),
-                              timeout=s.healthy_timeout)
+                              what="container %s answering %s" % (new.name, url), timeout=s.healthy_timeout)
             durations["healthy"] = elapsed(t)
             record["start_to_healthy"] = round(durations["start"] + durations["healthy"], 3)
             step = "add"

@@ -22,17 +22,17 @@ description:
   - Two runs for one backend never overlap; the second waits for the first (at most O(lock_timeout)).
   - Every replacement appends a JSON line to O(audit_log) and updates Prometheus textfile metrics in
     O(metrics_dir).
-author: rotor.vps contributors
+author: rotor.vps maintainers (@rotor-vps)
 extends_documentation_fragment:
   - rotor.vps.docker
   - rotor.vps.haproxy
 attributes:
   check_mode:
     support: full
-    details: Returns the plan (which containers would be replaced and why) and changes nothing.
+    description: Returns the plan (which containers would be replaced and why) and changes nothing.
   diff_mode:
     support: full
-    details: Shows the backend's server list before and after.
+    description: Shows the backend's server list before and after.
 options:
   service:
     description:
@@ -284,6 +284,7 @@ servers:
   sample: [web-a81c04d2, web-b7710e3f]
 """
 
+import importlib.util
 import os
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
@@ -305,12 +306,8 @@ from ansible_collections.rotor.vps.plugins.module_utils._validate import (
 )
 from ansible_collections.rotor.vps.plugins.module_utils._web_container import ContainerError, Docker, WebSpec
 
-try:
-    import docker  # noqa: F401  (only to report a missing SDK early)
-
-    HAS_DOCKER = True
-except ImportError:
-    HAS_DOCKER = False
+# Checked without importing it, so a missing SDK is reported before anything else happens.
+HAS_DOCKER = importlib.util.find_spec("docker") is not None
 
 HAPROXY_TIME = r"^[0-9]+(us|ms|s|m|h|d)?$"
 

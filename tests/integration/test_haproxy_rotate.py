@@ -149,7 +149,7 @@ def test_new_container_serves_with_empty_tmpfs(rotor):
     assert len(new) == 2 and not new & old, "every container must be replaced"
     assert {r["old"] for r in result["replacements"]} == old
     seen = set()
-    for _ in range(20):
+    for _request in range(20):
         status, served_by, body = rotor.get("/scratch/")
         assert status == 200 and served_by in new
         listing = [entry["name"] for entry in json.loads(body)]
@@ -177,7 +177,7 @@ def test_rotation_under_load_fails_no_request(rotor):
     with loadgen.Background("%s:80" % rotor.address, host=HOST, rate=300, duration=60, count=18000,
                             connections=8) as load:
         time.sleep(1)
-        for _ in range(3):
+        for _rotation in range(3):
             assert rotor.run(state="rotated")["changed"] is True
         time.sleep(1)
     result = load.result.as_dict()
@@ -220,7 +220,7 @@ def test_unhealthy_image_keeps_old_serving(rotor):
     assert running(rotor.containers()) == names, "the new container must be gone and the old ones kept"
     assert rotor.files().rsplit("\n", 2)[0] == files
     assert rotor.live_servers() == {n: "UP" for n in names}
-    status, served_by, _ = rotor.get("/")
+    status, served_by, _body = rotor.get("/")
     assert status == 200 and served_by in names
     last = json.loads(rotor.vps.sh("tail -n 1 %s" % AUDIT).stdout)
     assert last["result"] == "failed" and last["old"] in names
@@ -230,7 +230,7 @@ def test_unhealthy_image_keeps_old_serving(rotor):
 
 def test_concurrent_rotations_are_serialized(rotor):
     results = []
-    threads = [threading.Thread(target=lambda: results.append(rotor.run(state="rotated"))) for _ in range(2)]
+    threads = [threading.Thread(target=lambda: results.append(rotor.run(state="rotated"))) for _run in range(2)]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -80,7 +80,7 @@ async def _worker(target: tuple, host: str, path: str, interval: float, start: f
                 line = await asyncio.wait_for(reader.readline(), 10)
                 if line in (b"\r\n", b"\n", b""):
                     break
-                name, _, value = line.decode("latin-1").partition(":")
+                name, _colon, value = line.decode("latin-1").partition(":")
                 name, value = name.strip().lower(), value.strip()
                 if name == "content-length":
                     length = int(value)
@@ -131,7 +131,7 @@ def run(target: str, *, host: str, path: str = "/", rate: float = 200, duration:
 
     ``result`` (when given) is filled in as requests complete, so another thread can watch it.
     """
-    address, _, port = target.rpartition(":")
+    address, _colon, port = target.rpartition(":")
     _check_target(address)
     return asyncio.run(_run((address, int(port)), host, path, rate, duration, count, connections,
                             stop or threading.Event(), result or LoadResult()))
@@ -143,15 +143,16 @@ class Background:
     ``load.result`` fills in while it runs and is final once the block has ended.
     """
 
-    def __init__(self, target: str, **kwargs):
+    def __init__(self, target: str, *, host: str, **kwargs):
         self.target = target
+        self.host = host
         self.kwargs = kwargs
         self.stop = threading.Event()
         self.result = LoadResult()
         self._thread = threading.Thread(target=self._main, daemon=True)
 
     def _main(self) -> None:
-        run(self.target, stop=self.stop, result=self.result, **self.kwargs)
+        run(self.target, host=self.host, stop=self.stop, result=self.result, **self.kwargs)
 
     @property
     def running(self) -> bool:
