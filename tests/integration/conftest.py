@@ -94,8 +94,9 @@ def fresh_vps(tmp_path_factory) -> LabVps:
 
 # The edge_vps inventory: the lab's, with fixed subnets (so tests know the addresses), a second
 # backend for tests, and a rate limit tests can reach. Requests from the VPS itself (through the
-# published ports or straight to HAProxy's addresses) come from the bridges' gateways, which are
-# exempt: only containers on the networks meet the limit.
+# published ports or straight to HAProxy's addresses) come from the bridges' gateways, and requests
+# from this machine from the VPS's default gateway (added by the fixture): all exempt, so only
+# containers on the VPS's networks meet the limit.
 EDGE_VARS = {
     "networks_list": [
         {"name": "edge", "internal": False, "subnet": "10.231.0.0/24"},
@@ -139,6 +140,9 @@ class EdgeVps(LabVps):
         super().__init__(name, suite, tmp)
         self.tmp = tmp
         self.variables = dict(yaml.safe_load(LAB_VARS.read_text()), **EDGE_VARS)
+        gateway = self.sh("ip -4 route show default").stdout.split()
+        self.variables["haproxy_rate_limit_exempt_networks"] = (
+            EDGE_VARS["haproxy_rate_limit_exempt_networks"] + gateway[2:3])
         self.vars_file = tmp / "edge-vars.yml"
         self.vars_file.write_text(yaml.safe_dump(self.variables))
 
