@@ -109,7 +109,7 @@ EDGE_VARS = {
         {"name": "test", "health_path": "/healthz", "check_interval": "1s", "check_rise": 1},
     ],
     "haproxy_rate_limit_requests": 50,
-    "haproxy_rate_limit_period": "10s",
+    "haproxy_rate_limit_period": "30s",
     "haproxy_rate_limit_exempt_networks": ["10.231.0.1", "10.231.1.1", "10.231.3.1"],
 }
 
@@ -188,9 +188,11 @@ class EdgeVps(LabVps):
         proc = self.sh("curl -sS -k -i --max-time 10 %s -H %s %s://127.0.0.1:%d%s"
                        % (options, shlex.quote("Host: " + host), scheme, port, path))
         assert proc.returncode == 0, proc.stderr
-        head, _, body = proc.stdout.replace("\r\n", "\n").partition("\n\n")
+        head, blank, body = proc.stdout.replace("\r\n", "\n").partition("\n\n")
         lines = head.splitlines()
-        headers = dict((k.strip().lower(), v.strip()) for k, _, v in (line.partition(":") for line in lines[1:]))
+        fields = (line.split(":", 1) for line in lines[1:] if ":" in line)
+        headers = {name.strip().lower(): value.strip() for name, value in fields}
+        assert blank, "no end of headers in %r" % proc.stdout
         return HttpAnswer(int(lines[0].split()[1]), headers, body)
 
     def start_web(self, name: str, *, image: str = "rotor-lab/demo-web:1", network: str = "app") -> str:

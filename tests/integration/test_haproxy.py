@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 
 import pytest
 
@@ -28,7 +29,7 @@ def web(edge_vps):
         " && echo 'test.lab.test test' > %s" % (address, CONF_D, MAP)
     )
     assert edge_vps.master("reload").startswith("Success=1")
-    for _ in range(50):
+    for attempt in range(50):
         if _server_up(edge_vps, "test", "web1"):
             break
         edge_vps.sh("sleep 0.2")
@@ -149,7 +150,7 @@ def test_route_and_server_added_at_runtime_serve_without_reload(edge_vps):
     edge_vps.runtime("enable health web/runtime1")
     edge_vps.runtime("enable server web/runtime1")
     edge_vps.runtime("add map %s runtime.lab.test web" % MAP_IN_CONTAINER)
-    for _ in range(50):
+    for attempt in range(50):
         if _server_up(edge_vps, "web", "runtime1"):
             break
         edge_vps.sh("sleep 0.2")
@@ -167,7 +168,7 @@ def test_reload_under_load_loses_no_request(edge_vps, web):
                 " > /root/load.json 2>&1 &")
     edge_vps.sh("sleep 2")
     answers = []
-    for _ in range(4):
+    for attempt in range(4):
         answers.append(edge_vps.master("reload"))
         edge_vps.sh("sleep 2.5")
     edge_vps.sh("for i in $(seq 1 40); do [ -s /root/load.json ] && break; sleep 0.5; done")
@@ -189,7 +190,7 @@ def test_rate_limit_answers_429_past_the_limit(edge_vps, web):
         "printf 'GET / HTTP/1.1\\r\\nHost: test.lab.test\\r\\nConnection: close\\r\\n\\r\\n' >&3; "
         "head -n 1 <&3; exec 3<&-; done" % (limit + 20)
     )
-    proc = edge_vps.sh("docker run --rm --network edge debian:trixie timeout 60 bash -c %s" % json.dumps(script))
+    proc = edge_vps.sh("docker run --rm --network edge debian:trixie timeout 60 bash -c %s" % shlex.quote(script))
     codes = [line.split()[1] for line in proc.stdout.splitlines() if line.startswith("HTTP/")]
     assert len(codes) == limit + 20, proc.stdout + proc.stderr
     assert codes[:limit] == ["200"] * limit

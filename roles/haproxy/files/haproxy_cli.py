@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 # Copyright (c) rotor.vps contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Send one command to an HAProxy CLI socket (runtime API or master CLI) and print the answer.

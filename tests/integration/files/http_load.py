@@ -29,7 +29,7 @@ def main(argv):
                 stats[kind][key] = stats[kind].get(key, 0) + 1
 
     def worker(requests):
-        for _ in range(requests):
+        for unused in range(requests):
             if time.monotonic() > deadline:
                 return
             try:
@@ -43,7 +43,7 @@ def main(argv):
                 continue
             record(str(response.status), "ok" if response.status == 200 else "status")
 
-    pool = [threading.Thread(target=worker, args=(count // threads,)) for _ in range(threads)]
+    pool = [threading.Thread(target=worker, args=(count // threads,)) for unused in range(threads)]
     start = time.monotonic()
     for thread in pool:
         thread.start()
