@@ -80,7 +80,9 @@ options:
     type: str
     default: /healthz
   env:
-    description: Environment variables of the containers.
+    description:
+      - Environment variables of the containers. Treated as secret (kept out of logs and results), as
+        they often carry credentials.
     type: dict
     default: {}
   networks:
@@ -327,7 +329,7 @@ ARGUMENT_SPEC = dict(
     max_age=dict(type="str"),
     port=dict(type="int", default=8080),
     health_path=dict(type="str", default="/healthz"),
-    env=dict(type="dict", default={}),
+    env=dict(type="dict", default={}, no_log=True),
     networks=dict(type="list", elements="str", default=["app"]),
     tmpfs=dict(type="list", elements="dict", default=[], options=TMPFS_SPEC),
     memory=dict(type="str"),
