@@ -119,6 +119,7 @@ def main() -> None:
                          "      ansible_python_interpreter: /usr/bin/python3\n" % vps)
     extra = tmp / "vars.json"
     extra.write_text(json.dumps({"rotation_mode": "external", "rotation_services": [SERVICE],
+                                 "haproxy_backends": [{"name": "bench", "health_path": "/healthz"}],
                                  "haproxy_rate_limit_exempt_networks": ["0.0.0.0/0"]}))
     try:
         converge(inventory, extra)
