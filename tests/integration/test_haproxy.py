@@ -221,7 +221,7 @@ BAD_INPUT = [
     ("health-path", {"haproxy_backends": [{"name": "web", "health_path": "healthz"}]},
      ["haproxy_backends[0].health_path", "must start with /"]),
     ("balance", {"haproxy_backends": [{"name": "web", "balance": "static-rr"}]},
-     ["haproxy_backends.balance", "static-rr"]),
+     ["balance must be one of", "got: static-rr found in haproxy_backends"]),
     ("missing-password", {"haproxy_stats_password": ""}, ["haproxy_stats_password: required"]),
     ("rate-limit-negative", {"haproxy_rate_limit_requests": -5}, ["haproxy_rate_limit_requests", "-5"]),
     ("rate-limit-period", {"haproxy_rate_limit_period": "10 seconds"},
