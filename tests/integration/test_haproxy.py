@@ -251,17 +251,35 @@ def test_bad_input_fails_before_any_change(edge_vps, case, variables, words):
     assert edge_vps.worker_pid() == pid
 
 
-def test_removed_backend_loses_its_file_and_section_by_a_reload(edge_vps):
+def test_removed_backend_and_new_settings_apply_by_a_reload(edge_vps):
+    """One run: backend "test" leaves, the HTTP to HTTPS redirect and the TCP runtime listener come."""
+    changes = {"haproxy_backends": [{"name": "web", "health_path": "/healthz"}],
+               "haproxy_https_redirect": True, "haproxy_runtime_tcp_port": 9999}
     pid, started = edge_vps.worker_pid(), edge_vps.container_started_at()
-    run = edge_vps.converge(haproxy_backends=[{"name": "web", "health_path": "/healthz"}])
+    run = edge_vps.converge(**changes)
     assert run.rc == 0, run.output[-3000:]
     assert "RUNNING HANDLER [rotor.vps.haproxy : Reload haproxy]" in run.output
+    assert edge_vps.worker_pid() != pid
+    assert edge_vps.container_started_at() == started, "the container was restarted instead of reloaded"
+
     assert edge_vps.sh("test -e %s/test.cfg" % CONF_D).returncode != 0
     assert "test-settings" not in edge_vps.sh("cat %s" % CFG).stdout
     assert "test" not in edge_vps.runtime("show backend").split()
-    assert edge_vps.worker_pid() != pid
-    assert edge_vps.container_started_at() == started, "the container was restarted instead of reloaded"
-    # The route to the removed backend now ends in the clean 404, and the run is stable again.
-    assert edge_vps.http(host="test.lab.test").status == 404
-    again = edge_vps.converge(haproxy_backends=[{"name": "web", "health_path": "/healthz"}])
+    # The route to the removed backend now ends in the clean 404 (here: after the redirect).
+    assert edge_vps.http(host="test.lab.test", https=True).status == 404
+
+    moved = edge_vps.http("/page?x=1", host="Shop.Example.test")
+    assert moved.status == 301
+    assert moved.headers["location"] == "https://Shop.Example.test/page?x=1"
+    assert edge_vps.http("/.well-known/acme-challenge/token", host="shop.example.test").status == 404
+
+    # The TCP runtime API answers inside the container's network namespace only.
+    inside = edge_vps.sh("docker exec rotor-haproxy bash -c "
+                         "'exec 3<>/dev/tcp/127.0.0.1/9999; echo show info >&3; cat <&3'")
+    assert "Name: HAProxy" in inside.stdout, inside
+    address = edge_vps.sh("docker inspect -f '{{(index .NetworkSettings.Networks \"app\").IPAddress}}' rotor-haproxy")
+    outside = edge_vps.sh("timeout 5 bash -c 'exec 3<>/dev/tcp/%s/9999'" % address.stdout.strip())
+    assert outside.returncode != 0, "the TCP runtime API is reachable from outside the container"
+
+    again = edge_vps.converge(**changes)
     assert again.recap(edge_vps.name)["changed"] == 0, again.output[-3000:]
