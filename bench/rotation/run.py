@@ -132,7 +132,7 @@ def main() -> None:
         records, rotations, walls = [], 0, []
         started = time.monotonic()
         with loadgen.Background(target, host=HOST, rate=args.rate, duration=args.max_seconds,
-                                count=args.requests * 2) as load:
+                                count=int(args.rate * args.max_seconds)) as load:
             time.sleep(2)
             while load.running and (rotations < args.rotations or load.result.sent < args.requests):
                 t = time.monotonic()
@@ -172,14 +172,17 @@ def main() -> None:
         rotations, len(records), len(records) - len(ok)))
     print("     requests: %d sent, %d failed %s; latency p50 %.1f ms, p99 %.1f ms, max %.1f ms" % (
         a.sent, a.failed, dict(a.errors) or "", a.latency(0.5), a.latency(0.99), a.latency(1.0)))
-    print("     replacement wall time: p50 %.3f s, p95 %.3f s (start new -> old removed)" % (
+    print("     replacement wall time: p50 %.3f s, p95 %.3f s (new started -> old out of HAProxy and stopping)" % (
         pct(durations, 0.5), pct(durations, 0.95)))
+    print("     old container stop, overlapping the next replacement: p50 %.3f s, p95 %.3f s" % (
+        pct(phases.get("stop", []), 0.5), pct(phases.get("stop", []), 0.95)))
     print("     new container start-to-healthy: p50 %.3f s, p95 %.3f s" % (
         pct([r["start_to_healthy"] for r in ok], 0.5), pct([r["start_to_healthy"] for r in ok], 0.95)))
     print("     ratio replacement / start-to-healthy: p50 %.2f, p95 %.2f (target <= 1.5)" % (
         pct(ratios, 0.5), pct(ratios, 0.95)))
     print("     phases p50 (s): %s" % ", ".join("%s %.3f" % (k, statistics.median(v)) for k, v in phases.items()))
-    print("     whole rotation incl. ansible: p50 %.2f s, p95 %.2f s" % (pct(walls, 0.5), pct(walls, 0.95)))
+    print("     whole rotation of 2 replicas, including ansible's own start: p50 %.2f s, p95 %.2f s" % (
+        pct(walls, 0.5), pct(walls, 0.95)))
     print("  B. naive stop/start/reload: %d rotations" % args.naive)
     print("     requests: %d sent, %d failed %s; latency p50 %.1f ms, p99 %.1f ms, max %.1f ms" % (
         b.sent, b.failed, dict(b.errors) or "", b.latency(0.5), b.latency(0.99), b.latency(1.0)))

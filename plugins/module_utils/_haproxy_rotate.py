@@ -212,6 +212,7 @@ class Rotation:
         self.runtime = runtime
         self.waiter = waiter or Waiter()
         self.check_mode = check_mode
+        self._stopping = []  # (container name, its record, monotonic time the stop signal went out)
 
     # Read -----------------------------------------------------------------------------------
 
@@ -265,6 +266,18 @@ class Rotation:
         """Carry out the plan; returns one record per container change. Call with the lock held."""
         records = []
         try:
+            self._apply_steps(plan, records)
+        except RotationError:
+            try:
+                self._finish_stops()
+            except RotationError:
+                pass  # the first error is the one to report; these containers are out of HAProxy anyway
+            raise
+        self._finish_stops()
+        return records
+
+    def _apply_steps(self, plan: Plan, records: list) -> None:
+        try:
             for step in plan.steps:
                 if step.kind == "forget":
                     self._remove_server(step.server)
@@ -279,7 +292,6 @@ class Rotation:
         except (HaproxyError, ContainerError, WaitTimeout, OSError) as exc:
             raise RotationError("%s; the steps before it are done (see replacements)" % exc, step="apply",
                                 records=records) from exc
-        return records
 
     def _run_step(self, step: Step) -> dict:
         s = self.settings
@@ -355,12 +367,27 @@ class Rotation:
                 t = time.monotonic()
                 self._remove_server(old.name)
             durations["deregister"] = elapsed(t)
-            t = time.monotonic()
-            self.docker.remove(old.name, timeout=s.stop_timeout)
-            durations["stop"] = elapsed(t)
+            # Out of HAProxy, the old container only has to go away: it shuts down while the next
+            # replacement starts, and is removed before the run ends (_finish_stops).
+            self.docker.signal_stop(old.name)
+            self._stopping.append((old.name, record, time.monotonic()))
         except (HaproxyError, ContainerError, OSError) as exc:
             raise RotationError("removing old container %s failed: %s; the new container serves, the old one may "
                                 "still exist" % (old.name, exc), step="remove") from exc
+
+    def _finish_stops(self) -> None:
+        """Wait for the old containers signalled to stop, and remove them (SIGKILL after stop_timeout)."""
+        failures = []
+        while self._stopping:
+            name, record, signalled = self._stopping.pop(0)
+            try:
+                self.docker.remove(name, timeout=self.settings.stop_timeout)
+            except ContainerError as exc:
+                failures.append(str(exc))
+            record["durations"]["stop"] = elapsed(signalled)
+        if failures:
+            raise RotationError("old containers are out of HAProxy but could not be removed: %s" % "; ".join(failures),
+                                step="remove")
 
     # Helpers --------------------------------------------------------------------------------
 

@@ -175,6 +175,20 @@ class Docker:
         except self.errors.APIError:
             return ""
 
+    def signal_stop(self, name: str) -> None:
+        """Send the container its stop signal (the image's STOPSIGNAL, SIGTERM by default) and return.
+
+        It shuts down while the caller goes on; ``remove`` then waits for it.
+        """
+        try:
+            container = self.client.containers.get(name)
+            if container.status == "running":
+                container.kill(signal=container.attrs.get("Config", {}).get("StopSignal") or "SIGTERM")
+        except self.errors.NotFound:
+            return
+        except self.errors.APIError as exc:
+            raise ContainerError("could not signal container %s to stop: %s" % (name, exc.explanation or exc)) from exc
+
     def remove(self, name: str, *, timeout: int) -> None:
         """Stop (with the image's stop signal, then SIGKILL after ``timeout`` s) and remove."""
         try:

@@ -168,9 +168,11 @@ options:
     type: str
     default: 2s
   check_fast_interval:
-    description: HAProxy health check interval while a server goes up or down (how fast a new one is seen UP).
+    description:
+      - HAProxy health check interval while a server is down or changing state. A new server starts down, so
+        this sets how soon HAProxy sees it UP after it became healthy.
     type: str
-    default: 100ms
+    default: 50ms
   check_rise:
     description: Successful checks before HAProxy marks a server UP.
     type: int
@@ -264,7 +266,12 @@ actions:
   elements: str
   sample: ["replace web-3f2a9c1e (older than max_age (21655s))", "route web.example.com to backend"]
 replacements:
-  description: One entry per container started, replaced or removed, with the time each phase took (seconds).
+  description:
+    - One entry per container started, replaced or removed, with the time each phase took (seconds).
+    - C(duration) runs from the start of the new container until the old one is out of HAProxy and has been
+      sent its stop signal; it then shuts down while the next replacement starts, and is removed before the
+      module returns (C(durations.stop), from the signal until it is removed).
+    - C(start_to_healthy) is the new container's own time from start to its first healthy answer.
   returned: always
   type: list
   elements: dict
@@ -274,10 +281,10 @@ replacements:
       new: web-a81c04d2
       reason: rotation requested
       result: ok
-      duration: 1.92
+      duration: 0.88
       start_to_healthy: 0.71
       sessions_cut: 0
-      durations: {start: 0.52, healthy: 0.19, up: 0.43, drain: 0.05, deregister: 0.02, stop: 0.31}
+      durations: {start: 0.52, healthy: 0.19, up: 0.13, drain: 0.01, deregister: 0.01, stop: 0.31}
 servers:
   description: The backend's servers after the run (planned names in check mode).
   returned: always
@@ -342,7 +349,7 @@ ARGUMENT_SPEC = dict(
     labels=dict(type="dict", default={}),
     routes=dict(type="list", elements="str"),
     check_interval=dict(type="str", default="2s"),
-    check_fast_interval=dict(type="str", default="100ms"),
+    check_fast_interval=dict(type="str", default="50ms"),
     check_rise=dict(type="int", default=2),
     check_fall=dict(type="int", default=2),
     healthy_timeout=dict(type="int", default=60),
