@@ -64,6 +64,22 @@ vps_clean_tests() {
   done
 }
 
+# The host names HAProxy routes on a VPS, with a command that reaches each from this machine.
+vps_routes() {
+  local name=$1 http https host backend
+  http=$(docker port "$name" 80/tcp 2>/dev/null | head -n 1)
+  https=$(docker port "$name" 443/tcp 2>/dev/null | head -n 1)
+  docker exec "$name" cat /etc/rotor/haproxy/maps/hosts.map 2>/dev/null | while read -r host backend; do
+    case $host in ''|'#'*) continue ;; esac
+    if [ -n "$http" ]; then
+      printf '  %s -> backend %s:  curl -H "Host: %s" http://%s/   (HTTPS: curl -k --resolve %s:%s:127.0.0.1 https://%s:%s/)\n' \
+        "$host" "$backend" "$host" "$http" "$host" "${https##*:}" "$host" "${https##*:}"
+    else
+      printf '  %s -> backend %s\n' "$host" "$backend"
+    fi
+  done
+}
+
 vps_status() {
   local name
   printf '%-26s %-10s %-22s %s\n' WHAT STATE WHERE DETAIL
@@ -77,5 +93,6 @@ vps_status() {
       "$(docker port "$name" 80/tcp 2>/dev/null | head -n 1 || true)" \
       "docker $(docker exec "$name" systemctl is-active docker 2>/dev/null || echo absent)"
     docker exec "$name" sh -c 'command -v docker >/dev/null && docker ps --format "  {{.Names}}\t{{.Image}}\t{{.Status}}"; command -v docker >/dev/null && docker network ls --filter label=org.rotor.vps.managed-by --format "  network {{.Name}}"' 2>/dev/null || true
+    vps_routes "$name"
   done
 }
