@@ -151,7 +151,7 @@ def main() -> None:
         with loadgen.Background(target, host=HOST, rate=args.rate, duration=args.max_seconds,
                                 count=int(args.rate * 600)) as naive:
             time.sleep(2)
-            for _ in range(args.naive):
+            for _rotation in range(args.naive):
                 naive_rotate(vps)
                 time.sleep(1)
         b = naive.result

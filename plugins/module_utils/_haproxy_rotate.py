@@ -171,10 +171,10 @@ def make_plan(observed: Observed, settings: Settings, *, now: float) -> Plan:
             (replace if reason else keep).append((c, reason))
         surplus = len(keep) + len(replace) - settings.replicas
         while surplus > 0:  # too many: retire those due for replacement first, then the oldest
-            c, _ = (replace or keep).pop(0)
+            c, _reason = (replace or keep).pop(0)
             plan.steps.append(Step("retire", "more than %d replicas" % settings.replicas, old=c))
             surplus -= 1
-        for _ in range(-surplus):
+        for _missing in range(-surplus):
             plan.steps.insert(0, Step("start", "fewer than %d replicas" % settings.replicas))
         for c, reason in replace:
             plan.steps.append(Step("replace", reason, old=c))
