@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,11 @@ ASK = (
 def settings() -> dict:
     merged = yaml.safe_load((ROOT / "roles" / "haproxy" / "defaults" / "main.yml").read_text())
     merged.update(yaml.safe_load((ROOT / "inventories" / "lab" / "group_vars" / "vps.yml").read_text()))
+    # The lab derives its backends from rotation_services with a filter; read them the same way.
+    sys.path.insert(0, str(ROOT / ".cache" / "collections"))
+    from ansible_collections.rotor.vps.plugins.filter.rotation import rotation_backends
+
+    merged["haproxy_backends"] = rotation_backends(merged.get("rotation_services", []))
     return merged
 
 
