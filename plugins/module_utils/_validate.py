@@ -129,14 +129,21 @@ def tmpfs_volume_errors(volumes: list[dict], where: str = "networks_tmpfs_volume
     for index, vol in enumerate(volumes):
         item = "%s[%d]" % (where, index)
         errors += docker_name_errors(vol.get("name"), item + ".name")
-        try:
-            tmpfs_size_bytes(vol.get("size", ""))
-        except ValueError as exc:
-            errors.append("%s.size: %s" % (item, exc))
-        mode = vol.get("mode")
-        if mode is not None and not TMPFS_MODE_RE.match(str(mode)):
-            errors.append("%s.mode: %r must be an octal mode string such as '1777' or '0750'" % (item, mode))
+        errors += _tmpfs_option_errors(vol, item)
     errors += duplicate_errors(volumes, "name", where)
+    return errors
+
+
+def _tmpfs_option_errors(tmpfs: dict, item: str) -> list[str]:
+    """The size and mode rules shared by tmpfs volumes and per-container tmpfs mounts."""
+    errors = []
+    try:
+        tmpfs_size_bytes(tmpfs.get("size", ""))
+    except ValueError as exc:
+        errors.append("%s.size: %s" % (item, exc))
+    mode = tmpfs.get("mode")
+    if mode is not None and not TMPFS_MODE_RE.match(str(mode)):
+        errors.append("%s.mode: %r must be an octal mode string such as '1777' or '0750'" % (item, mode))
     return errors
 
 
@@ -199,11 +206,5 @@ def tmpfs_mount_errors(mounts: list[dict], where: str = "tmpfs") -> list[str]:
         path = mount.get("path")
         if not isinstance(path, str) or not path.startswith("/") or path == "/" or any(c in path for c in ",: \n"):
             errors.append("%s.path: %r must be an absolute path other than / without ',', ':' or spaces" % (item, path))
-        try:
-            tmpfs_size_bytes(mount.get("size", ""))
-        except ValueError as exc:
-            errors.append("%s.size: %s" % (item, exc))
-        mode = mount.get("mode")
-        if mode is not None and not TMPFS_MODE_RE.match(str(mode)):
-            errors.append("%s.mode: %r must be an octal mode string such as '1777' or '0750'" % (item, mode))
+        errors += _tmpfs_option_errors(mount, item)
     return errors + duplicate_errors(mounts, "path", where)
