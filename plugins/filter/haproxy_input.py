@@ -44,7 +44,7 @@ def port_errors(value: object, where: str, *, allow_zero: bool = False) -> list[
 def time_errors(value: object, where: str, *, positive: bool = True) -> list[str]:
     """Check an HAProxy time such as ``5s`` or ``1500ms``."""
     text = str(value) if _is_int(value) else value
-    if not isinstance(text, str) or not TIME_RE.match(text):
+    if not isinstance(text, str) or not TIME_RE.fullmatch(text):
         return ["%s: %r must be an HAProxy time: a whole number with an optional unit us, ms, s, m, h or d (e.g. 5s)"
                 % (where, value)]
     if positive and int(re.match(r"^[0-9]+", text).group(0)) == 0:
@@ -102,7 +102,7 @@ def backend_errors(backends: object, where: str, *, reserved: list[str]) -> list
         name = backend.get("name")
         if not isinstance(name, str) or not name:
             errors.append("%s.name: a name is required" % at)
-        elif len(name) > BACKEND_NAME_MAX or not BACKEND_NAME_RE.match(name):
+        elif len(name) > BACKEND_NAME_MAX or not BACKEND_NAME_RE.fullmatch(name):
             errors.append(
                 "%s.name: %r must start with a letter or digit, contain only letters, digits, '_', '.' and '-', "
                 "and be at most %d characters" % (at, name, BACKEND_NAME_MAX)
@@ -114,7 +114,7 @@ def backend_errors(backends: object, where: str, *, reserved: list[str]) -> list
         else:
             seen[name] = index
         if "health_path" in backend and not (isinstance(backend["health_path"], str)
-                                             and PATH_RE.match(backend["health_path"])):
+                                             and PATH_RE.fullmatch(backend["health_path"])):
             errors.append("%s.health_path: %r must start with / and contain no spaces or quotes"
                           % (at, backend["health_path"]))
         for key in ("check_interval", "timeout_connect", "timeout_server", "timeout_queue"):
@@ -137,7 +137,7 @@ def haproxy_input_errors(settings: dict, reserved: list | None = None) -> list[s
         errors.append("haproxy_stats_password: required; set it (from the vault) to protect the stats page")
     elif not isinstance(s["haproxy_stats_password"], str):
         errors.append("haproxy_stats_password: must be a string")
-    if not USER_RE.match(str(s.get("haproxy_stats_user", ""))):
+    if not USER_RE.fullmatch(str(s.get("haproxy_stats_user", ""))):
         errors.append("haproxy_stats_user: %r must be letters, digits, '_', '.' or '-'" % (s.get("haproxy_stats_user"),))
     if not CONTAINER_NAME_RE.match(str(s.get("haproxy_container_name", ""))):
         errors.append("haproxy_container_name: %r must start with a letter or digit and contain only letters, "

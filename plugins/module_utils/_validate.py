@@ -40,7 +40,7 @@ def docker_name_errors(name: object, where: str) -> list[str]:
         return ["%s: a name is required" % where]
     if len(name) > DOCKER_NAME_MAX:
         return ["%s: %r is longer than %d characters" % (where, name, DOCKER_NAME_MAX)]
-    if not DOCKER_NAME_RE.match(name):
+    if not DOCKER_NAME_RE.fullmatch(name):
         return [
             "%s: %r must start with a letter or digit and contain only letters, digits, '_', '.' and '-'"
             % (where, name)
@@ -142,7 +142,7 @@ def _tmpfs_option_errors(tmpfs: dict, item: str) -> list[str]:
     except ValueError as exc:
         errors.append("%s.size: %s" % (item, exc))
     mode = tmpfs.get("mode")
-    if mode is not None and not TMPFS_MODE_RE.match(str(mode)):
+    if mode is not None and not TMPFS_MODE_RE.fullmatch(str(mode)):
         errors.append("%s.mode: %r must be an octal mode string such as '1777' or '0750'" % (item, mode))
     return errors
 
@@ -183,7 +183,7 @@ def duration_seconds(value: object) -> int:
 
 def service_name_errors(name: object, where: str) -> list[str]:
     """Check a service name (a lowercase letter, then lowercase letters, digits and '-'; at most 31)."""
-    if not isinstance(name, str) or not SERVICE_NAME_RE.match(name):
+    if not isinstance(name, str) or not SERVICE_NAME_RE.fullmatch(name):
         return [
             "%s: %r must start with a lowercase letter and contain only lowercase letters, digits and '-' "
             "(at most 31 characters)" % (where, name)
@@ -193,7 +193,7 @@ def service_name_errors(name: object, where: str) -> list[str]:
 
 def hostname_errors(name: object, where: str) -> list[str]:
     """Check a host name used as a route (lowercase RFC 1123 name, no port)."""
-    if not isinstance(name, str) or not HOSTNAME_RE.match(name):
+    if not isinstance(name, str) or not HOSTNAME_RE.fullmatch(name):
         return ["%s: %r must be a lowercase host name such as app.example.com (no port, no scheme)" % (where, name)]
     return []
 

@@ -391,14 +391,14 @@ def input_errors(p: dict) -> list:
     for index, network in enumerate(p["networks"]):
         errors += docker_name_errors(network, "networks[%d]" % index)
     errors += tmpfs_mount_errors(p["tmpfs"], "tmpfs")
-    if p["memory"] is not None and not re.match(r"^[1-9][0-9]*[kmg]?$", p["memory"].lower()):
+    if p["memory"] is not None and not re.fullmatch(r"[1-9][0-9]*[kmg]?", p["memory"].lower()):
         errors.append("memory: %r must be a size such as 128m or 1g" % p["memory"])
     if p["cpus"] is not None and p["cpus"] <= 0:
         errors.append("cpus: must be greater than 0")
     for index, host in enumerate(p["routes"] or []):
         errors += hostname_errors(host, "routes[%d]" % index)
     for key in ("check_interval", "check_fast_interval"):
-        if not re.match(HAPROXY_TIME, p[key]):
+        if not re.fullmatch(HAPROXY_TIME, p[key]):
             errors.append("%s: %r must be an HAProxy time such as 2s or 200ms" % (key, p[key]))
     for key in ("check_rise", "check_fall", "healthy_timeout", "up_timeout", "stop_timeout", "lock_timeout"):
         if p[key] < 1:

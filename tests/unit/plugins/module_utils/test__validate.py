@@ -115,7 +115,7 @@ def test_duration_seconds_rejects(value):
 
 @pytest.mark.parametrize("name, ok", [
     ("web", True), ("web-2", True), ("a" * 31, True), ("a" * 32, False), ("Web", False), ("2web", False),
-    ("web_2", False), ("web.x", False), ("", False), (None, False), ("we b", False),
+    ("web_2", False), ("web.x", False), ("", False), (None, False), ("we b", False), ("web\n", False),
 ])
 def test_service_name_errors(name, ok):
     assert (service_name_errors(name, "service") == []) is ok
@@ -124,7 +124,7 @@ def test_service_name_errors(name, ok):
 @pytest.mark.parametrize("name, ok", [
     ("web.example.com", True), ("localhost", True), ("a-b.c", True), ("Web.example.com", False),
     ("web.example.com:80", False), ("http://web", False), ("-a.b", False), ("a..b", False), ("", False),
-    ("a" * 64 + ".com", False),
+    ("a" * 64 + ".com", False), ("web.example.com\n", False),
 ])
 def test_hostname_errors(name, ok):
     assert (hostname_errors(name, "routes[0]") == []) is ok
