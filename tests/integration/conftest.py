@@ -228,3 +228,117 @@ def edge_vps(tmp_path_factory) -> EdgeVps:
         yield vps
     finally:
         subprocess.run([str(LAB), "vps-rm", name], check=False)
+
+
+# The data_vps inventory: the lab's (which holds lab-only passwords for the superuser and the
+# PgBouncer admin), with fixed subnets so tests know the data network's addresses.
+DATA_VARS = {
+    "networks_list": [
+        {"name": "edge", "internal": False, "subnet": "10.232.0.0/24"},
+        {"name": "app", "internal": False, "subnet": "10.232.1.0/24"},
+        {"name": "data", "internal": True, "subnet": "10.232.2.0/24"},
+        {"name": "observability", "internal": True, "subnet": "10.232.3.0/24"},
+    ],
+}
+
+
+class DataVps(LabVps):
+    """A lab VPS converged with docker_host, networks, postgres and pgbouncer (playbooks/data.yml).
+
+    ``variables`` holds what the playbook was given (the lab's passwords among them) and the paths
+    of the data tier's contract. ``psql`` runs SQL as a client on the data network (psql inside the
+    rotor-postgres container, over TCP to PgBouncer or to PostgreSQL itself); ``admin`` talks to
+    PgBouncer's admin console from the VPS host through its unix socket, as the modules do.
+    """
+
+    PLAYBOOK = ROOT / "tests" / "integration" / "playbooks" / "data.yml"
+    POSTGRES = "rotor-postgres"
+    PGBOUNCER = "rotor-pgbouncer"
+    PATHS = {
+        "postgres_data_dir": "/var/lib/rotor/postgres/data",
+        "postgres_run_dir": "/var/lib/rotor/postgres/run",
+        "pgbouncer_run_dir": "/var/lib/rotor/pgbouncer/run",
+        "pgbouncer_config_dir": "/etc/rotor/pgbouncer",
+    }
+    TOOLS = {"pgbouncer_admin.py": ROOT / "roles" / "pgbouncer" / "files" / "pgbouncer_admin.py"}
+
+    def __init__(self, name: str, suite: str, tmp: Path):
+        super().__init__(name, suite, tmp)
+        self.tmp = tmp
+        lab = yaml.safe_load(LAB_VARS.read_text())
+        self.variables = dict(lab, **DATA_VARS)
+        self.vars_file = tmp / "data-vars.yml"
+        self.vars_file.write_text(yaml.safe_dump(self.variables))
+        self.variables.update(self.PATHS)
+        self.variables.setdefault("pgbouncer_admin_user", "pgbouncer_admin")
+        self.variables.setdefault("pgbouncer_port", 6432)
+
+    def install_tools(self) -> None:
+        """Copy the admin console client to /root/ in the VPS."""
+        for name, path in self.TOOLS.items():
+            subprocess.run(["docker", "cp", str(path), "%s:/root/%s" % (self.name, name)], check=True)
+
+    def converge(self, *args: str, timeout: int = 900, **overrides) -> PlaybookRun:
+        """Run the data playbook with the fixture's variables, then ``overrides`` on top."""
+        extra = ["-e", "@%s" % self.vars_file]
+        if overrides:
+            path = self.tmp / ("overrides-%s.yml" % uuid.uuid4().hex[:8])
+            path.write_text(yaml.safe_dump(overrides))
+            extra += ["-e", "@%s" % path]
+        return self.playbook(str(self.PLAYBOOK), *extra, *args, timeout=timeout)
+
+    def psql(self, sql: str, *, user: str = "postgres", password: str | None = None, dbname: str = "postgres",
+             via: str = "pgbouncer", timeout: int = 60) -> subprocess.CompletedProcess:
+        """Run ``sql`` with psql (unaligned, tuples only, stop on error) as a client on the data network.
+
+        ``via="pgbouncer"`` connects to rotor-pgbouncer:6432, ``via="postgres"`` to rotor-postgres:5432
+        over TCP (the pg_hba line of the data network). The password defaults to the superuser's.
+        """
+        assert via in ("pgbouncer", "postgres"), via
+        if password is None:
+            password = self.variables["postgres_superuser_password"]
+        host, port = ((self.PGBOUNCER, self.variables["pgbouncer_port"]) if via == "pgbouncer"
+                      else (self.POSTGRES, 5432))
+        command = ("docker exec -e PGPASSWORD=%s -e PGCONNECT_TIMEOUT=10 %s psql -X -A -t -v ON_ERROR_STOP=1 "
+                   "-h %s -p %d -U %s -d %s -c %s"
+                   % (shlex.quote(password), self.POSTGRES, host, port, shlex.quote(user), shlex.quote(dbname),
+                      shlex.quote(sql)))
+        return subprocess.run(["docker", "exec", self.name, "sh", "-c", command],
+                              capture_output=True, text=True, timeout=timeout, check=False)
+
+    def admin(self, sql: str) -> subprocess.CompletedProcess:
+        """Run one admin console command (``SHOW CONFIG``, ``RELOAD``...) as the PgBouncer admin user.
+
+        From the VPS host with psycopg over the unix socket in pgbouncer_run_dir; rows come back
+        tab-separated, one per line.
+        """
+        command = ("PGPASSWORD=%s python3 /root/pgbouncer_admin.py --socket-dir %s --port %d --user %s %s"
+                   % (shlex.quote(self.variables["pgbouncer_admin_password"]), self.variables["pgbouncer_run_dir"],
+                      self.variables["pgbouncer_port"], shlex.quote(self.variables["pgbouncer_admin_user"]),
+                      shlex.quote(sql)))
+        return self.sh(command)
+
+    def started_at(self, container: str) -> str:
+        return self.sh("docker inspect -f '{{.State.StartedAt}}' %s" % container).stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def data_vps(tmp_path_factory) -> DataVps:
+    """A lab VPS (trixie) running Docker, the platform's networks, PostgreSQL and PgBouncer.
+
+    Converged once with the lab inventory plus DATA_VARS (data network 10.232.2.0/24); the
+    databases.ini holds no database yet. Removed at the end of the test module.
+    """
+    if not _docker_answers():
+        pytest.fail("no Docker engine answers; run the tests through `make test`, which starts the lab")
+    name = "%s-data-%s" % (TEST_PREFIX, uuid.uuid4().hex[:8])
+    subprocess.run([str(LAB), "vps-run", name, "trixie"], check=True)
+    try:
+        vps = DataVps(name, "trixie", tmp_path_factory.mktemp(name))
+        run = vps.converge()
+        assert run.rc == 0, run.output[-4000:]
+        vps.first_converge = run
+        vps.install_tools()
+        yield vps
+    finally:
+        subprocess.run([str(LAB), "vps-rm", name], check=False)
