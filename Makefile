@@ -16,7 +16,8 @@ export PY_COLORS := 0
 export ANSIBLE_FORCE_COLOR := 0
 
 .PHONY: help up test down purge status lab venv collection converge \
-        unit sanity lint integration molecule test-stages bench-rotation
+        unit sanity lint integration molecule test-stages bench-rotation \
+        bench-pgbouncer
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -81,3 +82,6 @@ molecule: lab ## molecule: converge, idempotence, verify on trixie and bookworm
 
 bench-rotation: venv collection lab ## benchmark: haproxy_rotate vs a naive rotation under load (prints figures)
 	python3 bench/rotation/run.py $(ARGS)
+
+bench-pgbouncer: venv collection lab ## benchmark: pgbench direct to PostgreSQL vs through PgBouncer (prints figures)
+	python3 bench/pgbouncer/run.py $(ARGS)
