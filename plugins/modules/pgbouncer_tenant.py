@@ -268,6 +268,10 @@ role_password_set:
   description: Whether the PostgreSQL role's password was set to the userlist's verifier.
   returned: always
   type: bool
+lock_waited:
+  description: Seconds this run waited for another run holding the lock on the tenant files.
+  returned: when not in check mode
+  type: float
 """
 
 import importlib.util
@@ -388,7 +392,8 @@ def main() -> None:
             observed = tenant.observe()
             plan = make_plan(settings, observed)
         else:
-            with tenant.lock():
+            with tenant.lock() as lock:
+                result["lock_waited"] = lock.waited
                 observed = tenant.observe()
                 plan = make_plan(settings, observed)
                 result.update(tenant.apply(observed, plan))
