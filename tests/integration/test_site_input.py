@@ -82,9 +82,11 @@ def test_bad_input_fails_before_any_change(fresh_vps, tmp_path, case, variables,
 
 def test_check_mode_on_a_fresh_host_changes_nothing(fresh_vps, tmp_path):
     before = fresh_vps.snapshot()
-    # The one setting without a default (a secret a real inventory takes from its vault).
+    # The settings without a default (secrets a real inventory takes from its vault).
     extra = tmp_path / "required.yml"
-    extra.write_text(yaml.safe_dump({"haproxy_stats_password": "check-mode-only"}))
+    extra.write_text(yaml.safe_dump({"haproxy_stats_password": "check-mode-only",
+                                     "postgres_superuser_password": "check-mode-only",
+                                     "pgbouncer_admin_password": "check-mode-only"}))
     run = fresh_vps.playbook("site.yml", "--check", "--diff", extra_vars=extra)
     assert run.rc == 0, run.output[-3000:]
     recap = run.recap(fresh_vps.name)
