@@ -201,8 +201,9 @@ def test_bad_input_changes_nothing(tenants):
         ({"name": "gamma", "pool_size": MAX_CONNECTIONS}, "connection budget exceeded"),
     ]
 
-    results = tenants.run_many([dict({"password": "gamma-secret"}, **args) for args, _ in cases])
-    for result, (_, message) in zip(results, cases):
+    results = tenants.run_many([dict({"password": "gamma-secret"}, **case[0]) for case in cases])
+    for result, case in zip(results, cases):
+        message = case[1]
         assert result.get("failed") is True, result
         assert message in result["msg"] and "nothing was changed" in result["msg"], result["msg"]
         assert "gamma-secret" not in result["_raw"]
@@ -311,7 +312,7 @@ def test_pgbench_through_reloads_has_no_failed_transactions(tenants, tmp_path):
         time.sleep(2)
     finally:
         vps.sh("docker exec rotor-postgres touch /tmp/pgbench.stop")
-        out, _ = rounds.communicate(timeout=60)
+        out = rounds.communicate(timeout=60)[0]
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     assert proc.stdout.count("changed: [%s]" % vps.name) == 50, proc.stdout[-3000:]
     # The last change (number 24) adds churn.
