@@ -121,7 +121,36 @@ class HttpAnswer:
     body: str
 
 
-class EdgeVps(LabVps):
+class ConvergedVps(LabVps):
+    """A lab VPS converged by one playbook (``PLAYBOOK``) with the fixture's variables (``vars_file``).
+
+    ``TOOLS`` (name -> path on this machine) are copied to /root/ in the VPS by install_tools().
+    """
+
+    PLAYBOOK: Path
+    TOOLS: dict[str, Path] = {}
+
+    def __init__(self, name: str, suite: str, tmp: Path):
+        super().__init__(name, suite, tmp)
+        self.tmp = tmp
+        self.vars_file = tmp / "vars.yml"
+
+    def install_tools(self) -> None:
+        """Copy the fixture's tools to /root/ in the VPS."""
+        for name, path in self.TOOLS.items():
+            subprocess.run(["docker", "cp", str(path), "%s:/root/%s" % (self.name, name)], check=True)
+
+    def converge(self, *args: str, timeout: int = 900, **overrides) -> PlaybookRun:
+        """Run the fixture's playbook with its variables, then ``overrides`` on top."""
+        extra = ["-e", "@%s" % self.vars_file]
+        if overrides:
+            path = self.tmp / ("overrides-%s.yml" % uuid.uuid4().hex[:8])
+            path.write_text(yaml.safe_dump(overrides))
+            extra += ["-e", "@%s" % path]
+        return self.playbook(str(self.PLAYBOOK), *extra, *args, timeout=timeout)
+
+
+class EdgeVps(ConvergedVps):
     """A lab VPS converged with docker_host, networks and haproxy (tests/integration/playbooks/edge.yml).
 
     Helpers run commands in the VPS, talk to HAProxy's runtime API and master CLI as root from the
@@ -138,27 +167,12 @@ class EdgeVps(LabVps):
 
     def __init__(self, name: str, suite: str, tmp: Path):
         super().__init__(name, suite, tmp)
-        self.tmp = tmp
         self.variables = dict(yaml.safe_load(LAB_VARS.read_text()), **EDGE_VARS)
         gateway = self.sh("ip -4 route show default").stdout.split()
         self.variables["haproxy_rate_limit_exempt_networks"] = (
             EDGE_VARS["haproxy_rate_limit_exempt_networks"] + gateway[2:3])
         self.vars_file = tmp / "edge-vars.yml"
         self.vars_file.write_text(yaml.safe_dump(self.variables))
-
-    def install_tools(self) -> None:
-        """Copy the CLI client and the load generator to /root/ in the VPS."""
-        for name, path in self.TOOLS.items():
-            subprocess.run(["docker", "cp", str(path), "%s:/root/%s" % (self.name, name)], check=True)
-
-    def converge(self, *args: str, timeout: int = 900, **overrides) -> PlaybookRun:
-        """Run the edge playbook with the fixture's variables, then ``overrides`` on top."""
-        extra = ["-e", "@%s" % self.vars_file]
-        if overrides:
-            path = self.tmp / ("overrides-%s.yml" % uuid.uuid4().hex[:8])
-            path.write_text(yaml.safe_dump(overrides))
-            extra += ["-e", "@%s" % path]
-        return self.playbook(str(self.PLAYBOOK), *extra, *args, timeout=timeout)
 
     def _cli(self, socket: str, command: str) -> str:
         proc = self.sh("python3 /root/haproxy_cli.py --socket %s/%s --wait 10 %s"
@@ -242,7 +256,7 @@ DATA_VARS = {
 }
 
 
-class DataVps(LabVps):
+class DataVps(ConvergedVps):
     """A lab VPS converged with docker_host, networks, postgres and pgbouncer (playbooks/data.yml).
 
     ``variables`` holds what the playbook was given (the lab's passwords among them) and the paths
@@ -264,7 +278,6 @@ class DataVps(LabVps):
 
     def __init__(self, name: str, suite: str, tmp: Path):
         super().__init__(name, suite, tmp)
-        self.tmp = tmp
         lab = yaml.safe_load(LAB_VARS.read_text())
         self.variables = dict(lab, **DATA_VARS)
         self.vars_file = tmp / "data-vars.yml"
@@ -272,20 +285,6 @@ class DataVps(LabVps):
         self.variables.update(self.PATHS)
         self.variables.setdefault("pgbouncer_admin_user", "pgbouncer_admin")
         self.variables.setdefault("pgbouncer_port", 6432)
-
-    def install_tools(self) -> None:
-        """Copy the admin console client to /root/ in the VPS."""
-        for name, path in self.TOOLS.items():
-            subprocess.run(["docker", "cp", str(path), "%s:/root/%s" % (self.name, name)], check=True)
-
-    def converge(self, *args: str, timeout: int = 900, **overrides) -> PlaybookRun:
-        """Run the data playbook with the fixture's variables, then ``overrides`` on top."""
-        extra = ["-e", "@%s" % self.vars_file]
-        if overrides:
-            path = self.tmp / ("overrides-%s.yml" % uuid.uuid4().hex[:8])
-            path.write_text(yaml.safe_dump(overrides))
-            extra += ["-e", "@%s" % path]
-        return self.playbook(str(self.PLAYBOOK), *extra, *args, timeout=timeout)
 
     def psql(self, sql: str, *, user: str = "postgres", password: str | None = None, dbname: str = "postgres",
              via: str = "pgbouncer", timeout: int = 60) -> subprocess.CompletedProcess:
