@@ -2,8 +2,8 @@
 
 A disposable lab VPS is converged with bench/pgbouncer/converge.yml (docker_host, networks,
 postgres, pgbouncer roles, then a bench tenant: database and role `bench`, registered in PgBouncer
-with rotor.vps.pgbouncer_tenant). pgbench runs inside the rotor-postgres container, on the data
-network, against
+with rotor.vps.pgbouncer_tenant). pgbench runs inside the rotor-postgres container (or, with
+--client container, in a container of its own), on the data network, against
   direct     rotor-postgres:5432
   pgbouncer  rotor-pgbouncer:6432 (pool_mode transaction, so the simple query protocol)
 for the select-only (-S) and the TPC-B-like (default) scripts, each with persistent connections and
@@ -42,6 +42,8 @@ import _scram  # noqa: E402  (standard library only)
 
 POSTGRES = "rotor-postgres"
 PGBOUNCER = "rotor-pgbouncer"
+# With --client container: a pgbench container of the benchmark's own on the data network.
+CLIENT = "rotor-bench-client"
 TARGETS = {"direct": (POSTGRES, 5432), "pgbouncer": (PGBOUNCER, 6432)}
 SCRIPTS = (("select-only", ["-S"]), ("TPC-B-like", []))
 CONNECTIONS = (("persistent", [], 0.8), ("-C", ["-C"], 5.0))
@@ -58,6 +60,10 @@ class Lab:
 
     vps: str
     password: str
+    # The container pgbench and psql run in: rotor-postgres, or CLIENT.
+    client: str = POSTGRES
+    # CPU each container uses when no pgbench runs (health checks, background processes), ns/s.
+    idle_ns_per_s: dict[str, float] = field(default_factory=dict)
 
     def sh(self, command: str, *, timeout: float = 120, check: bool = True) -> str:
         """Run a shell command on the VPS host. PGPASSWORD is passed by name, never on a command line."""
@@ -69,9 +75,27 @@ class Lab:
                                                              (proc.stderr or proc.stdout).strip()[-2000:]))
         return proc.stdout
 
-    def in_postgres(self, command: str, **kwargs) -> str:
-        """Run a shell command in the rotor-postgres container (as its user, 999), the bench client."""
-        return self.sh("docker exec -e PGPASSWORD %s sh -c %s" % (POSTGRES, shlex.quote(command)), **kwargs)
+    def in_client(self, command: str, **kwargs) -> str:
+        """Run a shell command in the client container (as its user, 999)."""
+        return self.sh("docker exec -e PGPASSWORD %s sh -c %s" % (self.client, shlex.quote(command)), **kwargs)
+
+    def start_client(self) -> None:
+        """Start CLIENT: PostgreSQL's own image (it ships pgbench and psql), idle, on the data network."""
+        image = self.sh("docker inspect -f '{{.Config.Image}}' %s" % POSTGRES).strip()
+        network = self.sh("docker inspect -f '{{range $name, $_ := .NetworkSettings.Networks}}{{$name}} {{end}}' %s"
+                          % POSTGRES).split()[0]
+        self.sh("docker rm -f %s >/dev/null 2>&1; docker run -d --name %s --network %s --user 999:999 "
+                "--entrypoint sleep %s infinity >/dev/null" % (CLIENT, CLIENT, network, image))
+        self.client = CLIENT
+
+    def measure_idle(self, seconds: float) -> None:
+        """CPU rate of each container while nothing runs against it, to subtract from the cases."""
+        before = {c: self.cpu_ns(c) for c in (POSTGRES, PGBOUNCER)}
+        started = time.monotonic()
+        time.sleep(seconds)
+        after = {c: self.cpu_ns(c) for c in (POSTGRES, PGBOUNCER)}
+        wall = time.monotonic() - started
+        self.idle_ns_per_s = {c: (after[c] - before[c]) / wall for c in before}
 
     def cpu_ns(self, container: str) -> int:
         """CPU time the container's cgroup has used so far, in ns (cgroup v2 or v1)."""
@@ -122,30 +146,32 @@ def pgbench(lab: Lab, target: str, options: list[str], args: argparse.Namespace,
     command = ("pgbench -n -h %s -p %d -U %s -c %d -j %d -T %d %s %s 2>&1; echo; times"
                % (host, port, TENANT, args.clients, args.threads, seconds, " ".join(options), TENANT))
     before = {c: lab.cpu_ns(c) for c in (POSTGRES, PGBOUNCER)}
-    output = lab.in_postgres(command, timeout=seconds + 120)
+    started = time.monotonic()
+    output = lab.in_client(command, timeout=seconds + 120)
+    wall = time.monotonic() - started
     after = {c: lab.cpu_ns(c) for c in (POSTGRES, PGBOUNCER)}
     result = parse_pgbench(output)
+    used = {c: max(0.0, (after[c] - before[c] - lab.idle_ns_per_s.get(c, 0.0) * wall) / 1e9) for c in before}
     client = times_children(output)
-    # pgbench runs in rotor-postgres's cgroup: the server's share is the rest of it.
-    result.cpu_s = {"pgbench": client,
-                    "pgbouncer": (after[PGBOUNCER] - before[PGBOUNCER]) / 1e9,
-                    "postgres": max(0.0, (after[POSTGRES] - before[POSTGRES]) / 1e9 - client)}
+    # pgbench in rotor-postgres runs in its cgroup: the server's share is the rest of it.
+    server = used[POSTGRES] - client if lab.client == POSTGRES else used[POSTGRES]
+    result.cpu_s = {"pgbench": client, "pgbouncer": used[PGBOUNCER], "postgres": max(0.0, server)}
     return result
 
 
 def prepare(lab: Lab) -> None:
     """Same start for every case: fresh statistics on the small tables, an empty history table."""
-    lab.in_postgres("psql -X -q -v ON_ERROR_STOP=1 -h %s -U %s -d %s "
+    lab.in_client("psql -X -q -v ON_ERROR_STOP=1 -h %s -U %s -d %s "
                     "-c \"VACUUM pgbench_branches\" -c \"VACUUM pgbench_tellers\" -c \"TRUNCATE pgbench_history\""
                     % (POSTGRES, TENANT, TENANT))
 
 
 def versions(lab: Lab) -> dict[str, str]:
     return {
-        "postgres": lab.in_postgres("psql -X -A -t -h %s -U %s -d %s -c \"SHOW server_version\""
+        "postgres": lab.in_client("psql -X -A -t -h %s -U %s -d %s -c \"SHOW server_version\""
                                     % (POSTGRES, TENANT, TENANT)).strip(),
         "pgbouncer": lab.sh("docker exec %s pgbouncer --version" % PGBOUNCER).splitlines()[0].strip(),
-        "pgbench": lab.in_postgres("pgbench --version").strip(),
+        "pgbench": lab.in_client("pgbench --version").strip(),
         "pool": lab.sh("docker exec %s sh -c 'grep -h -E \"^(pool_mode|auth_type|max_client_conn|default_pool_size)"
                        "[[:space:]]*=|^%s[[:space:]]*=\" /etc/pgbouncer/*.ini'" % (PGBOUNCER, TENANT),
                        check=False).strip(),
@@ -203,13 +229,13 @@ def median_result(results: list[Result]) -> Result:
     return ordered[(len(ordered) - 1) // 2]
 
 
-def report(results: dict, args: argparse.Namespace, found: dict[str, str]) -> None:
+def report(results: dict, args: argparse.Namespace, found: dict, lab_idle: dict[str, float]) -> None:
     print()
     print("pgbench direct to PostgreSQL vs through PgBouncer: scale %d, %d clients, %d threads, %d s per case, "
           "%d round(s)%s" % (args.scale, args.clients, args.threads, args.duration, args.rounds,
                              " (median by TPS)" if args.rounds > 1 else ""))
-    print("  %s; %s; %s" % (found["postgres"] and "PostgreSQL " + found["postgres"], found["pgbouncer"],
-                            found["pgbench"]))
+    print("  PostgreSQL %s; %s; %s, running in %s" % (found["postgres"], found["pgbouncer"], found["pgbench"],
+                                                     found["client"]))
     print("  PgBouncer: %s" % "; ".join(" ".join(line.split()) for line in found["pool"].splitlines()))
     print("  SCRAM-SHA-256 verifier of the bench role: %d iterations; host load average (1 min) before/after the "
           "runs: %.1f / %.1f on %d CPUs shared with whatever else runs here" % (
@@ -230,23 +256,29 @@ def report(results: dict, args: argparse.Namespace, found: dict[str, str]) -> No
                 ratio, ">= %g" % target, "met" if ratio >= target else "NOT met",
                 ", %d failed transactions" % failed if failed else ""))
     print()
-    print("  CPU per transaction, ms (pgbench client / PgBouncer / PostgreSQL), and connection time with -C:")
+    print("  CPU per transaction, ms: pgbench client / PgBouncer / PostgreSQL (idle use subtracted: PostgreSQL %.0f,"
+          % (lab_idle.get(POSTGRES, 0) / 1e6))
+    print("  PgBouncer %.0f ms/s); CPU ratio = direct total / PgBouncer total, the TPS ratio of a host whose CPUs only"
+          % (lab_idle.get(PGBOUNCER, 0) / 1e6))
+    print("  this work uses; connection time with -C.")
     for script, _options in SCRIPTS:
         for connection, _options, _target in CONNECTIONS:
-            cells = []
+            cells, totals = [], []
             for target in ("direct", "pgbouncer"):
                 r = median_result(results[(script, connection, target)])
-                cell = "%-9s %.3f / %.3f / %.3f" % (target, r.cpu_ms_per_transaction("pgbench"),
-                                                     r.cpu_ms_per_transaction("pgbouncer"),
-                                                     r.cpu_ms_per_transaction("postgres"))
+                split = [r.cpu_ms_per_transaction(side) for side in ("pgbench", "pgbouncer", "postgres")]
+                totals.append(sum(split))
+                cell = "%-9s %.3f / %.3f / %.3f" % (target, *split)
                 if r.connection_ms is not None:
-                    cell += ", connect %.2f ms" % r.connection_ms
-                cells.append(cell)
-            print("  %-24s %s" % ("%s, %s" % (script, connection), "   ".join(cells)))
+                    cell += ", connect %.1f ms" % r.connection_ms
+                cells.append("%-50s" % cell)
+            print("  %-24s %s CPU ratio %.2f" % ("%s, %s" % (script, connection), " ".join(cells),
+                                                 totals[0] / totals[1] if totals[1] else float("nan")))
     print()
     print("  Reading -C: every transaction opens a new connection and logs in with SCRAM-SHA-256. Direct, PostgreSQL")
     print("  forks a backend and checks the login for each; through PgBouncer only PgBouncer checks the login and a")
-    print("  pooled server connection is reused. pgbench, the client, computes the SCRAM proof (PBKDF2, %d" % args.scram_iterations)
+    print("  pooled server connection is reused. pgbench, the client, computes the SCRAM proof (PBKDF2, %d"
+          % args.scram_iterations)
     print("  iterations here) for every connection on both paths, on the same CPUs as the servers: that client cost,")
     print("  the first CPU column, bounds the -C ratio on a small host whatever the pooler saves (--scram-iterations")
     print("  shows the ratio with a cheaper login). Persistent: PgBouncer adds a hop and its own CPU per transaction.")
@@ -260,6 +292,10 @@ def main() -> None:
     parser.add_argument("--scale", type=int, default=10, help="pgbench -i -s")
     parser.add_argument("--rounds", type=int, default=3, help="runs of every case; the median is reported")
     parser.add_argument("--warmup", type=int, default=3, help="seconds of select-only load on each path first")
+    parser.add_argument("--client", choices=("postgres", "container"), default="postgres",
+                        help="where pgbench runs: in rotor-postgres (the direct path then stays in its network "
+                             "namespace), or in a container of its own on the data network (both paths cross it)")
+    parser.add_argument("--idle", type=float, default=9, help="seconds of measuring the containers' idle CPU use")
     parser.add_argument("--pool-size", type=int, default=0, help="the tenant's PgBouncer pool (default: --clients)")
     parser.add_argument("--scram-iterations", type=int, default=_scram.DEFAULT_ITERATIONS,
                         help="iterations of the bench role's SCRAM verifier (PostgreSQL's default: 4096); "
@@ -278,12 +314,16 @@ def main() -> None:
     try:
         converge(vps, tmp, args, passwords)
         lab = Lab(vps, passwords["bench"])
-        log("pgbench -i -s %d (database %s, through %s)" % (args.scale, TENANT, POSTGRES))
-        lab.in_postgres("pgbench -i -q -s %d -h %s -U %s %s" % (args.scale, POSTGRES, TENANT, TENANT), timeout=600)
+        if args.client == "container":
+            lab.start_client()
+        log("pgbench -i -s %d (database %s, from %s)" % (args.scale, TENANT, lab.client))
+        lab.in_client("pgbench -i -q -s %d -h %s -U %s %s" % (args.scale, POSTGRES, TENANT, TENANT), timeout=600)
         found = versions(lab)
+        found["client"] = lab.client
         if args.warmup:
             for target in TARGETS:
                 pgbench(lab, target, ["-S"], args, args.warmup)
+        lab.measure_idle(args.idle)
         started = time.monotonic()
         found["load_before"] = os.getloadavg()[0]
         results = run_cases(lab, args)
@@ -295,7 +335,7 @@ def main() -> None:
             log("kept the VPS %s (tests/lab/lab vps-rm %s removes it)" % (vps, vps))
         else:
             subprocess.run([LAB, "vps-rm", vps], capture_output=True, check=False)
-    report(results, args, found)
+    report(results, args, found, lab.idle_ns_per_s)
 
 
 if __name__ == "__main__":
