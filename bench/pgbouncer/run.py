@@ -24,7 +24,6 @@ import re
 import secrets
 import shlex
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -162,14 +161,14 @@ def pgbench(lab: Lab, target: str, options: list[str], args: argparse.Namespace,
 def prepare(lab: Lab) -> None:
     """Same start for every case: fresh statistics on the small tables, an empty history table."""
     lab.in_client("psql -X -q -v ON_ERROR_STOP=1 -h %s -U %s -d %s "
-                    "-c \"VACUUM pgbench_branches\" -c \"VACUUM pgbench_tellers\" -c \"TRUNCATE pgbench_history\""
-                    % (POSTGRES, TENANT, TENANT))
+                  "-c \"VACUUM pgbench_branches\" -c \"VACUUM pgbench_tellers\" -c \"TRUNCATE pgbench_history\""
+                  % (POSTGRES, TENANT, TENANT))
 
 
 def versions(lab: Lab) -> dict[str, str]:
     return {
         "postgres": lab.in_client("psql -X -A -t -h %s -U %s -d %s -c \"SHOW server_version\""
-                                    % (POSTGRES, TENANT, TENANT)).strip(),
+                                  % (POSTGRES, TENANT, TENANT)).strip(),
         "pgbouncer": lab.sh("docker exec %s pgbouncer --version" % PGBOUNCER).splitlines()[0].strip(),
         "pgbench": lab.in_client("pgbench --version").strip(),
         "pool": lab.sh("docker exec %s sh -c 'grep -h -E \"^(pool_mode|auth_type|max_client_conn|default_pool_size)"
@@ -234,8 +233,8 @@ def report(results: dict, args: argparse.Namespace, found: dict, lab_idle: dict[
     print("pgbench direct to PostgreSQL vs through PgBouncer: scale %d, %d clients, %d threads, %d s per case, "
           "%d round(s)%s" % (args.scale, args.clients, args.threads, args.duration, args.rounds,
                              " (median by TPS)" if args.rounds > 1 else ""))
-    print("  PostgreSQL %s; %s; %s, running in %s" % (found["postgres"], found["pgbouncer"], found["pgbench"],
-                                                     found["client"]))
+    print("  PostgreSQL %s; %s; %s, running in %s"
+          % (found["postgres"], found["pgbouncer"], found["pgbench"], found["client"]))
     print("  PgBouncer: %s" % "; ".join(" ".join(line.split()) for line in found["pool"].splitlines()))
     print("  SCRAM-SHA-256 verifier of the bench role: %d iterations; host load average (1 min) before/after the "
           "runs: %.1f / %.1f on %d CPUs shared with whatever else runs here" % (
