@@ -222,19 +222,14 @@ class EdgeVps(ConvergedVps):
         return self.sh("sha256sum %s 2>&1" % " ".join(paths)).stdout
 
 
-@pytest.fixture(scope="module")
-def edge_vps(tmp_path_factory) -> EdgeVps:
-    """A lab VPS (trixie) running Docker, the platform's networks and HAProxy (rotor.vps.haproxy).
-
-    Converged once with the lab inventory plus EDGE_VARS; the backends "web" and "test" exist with no
-    servers and no routes. Removed at the end of the test module.
-    """
+def _converged_vps(cls: type, kind: str, tmp_path_factory):
+    """A fresh trixie lab VPS converged by ``cls``'s playbook, its tools installed; removed afterwards."""
     if not _docker_answers():
         pytest.fail("no Docker engine answers; run the tests through `make test`, which starts the lab")
-    name = "%s-edge-%s" % (TEST_PREFIX, uuid.uuid4().hex[:8])
+    name = "%s-%s-%s" % (TEST_PREFIX, kind, uuid.uuid4().hex[:8])
     subprocess.run([str(LAB), "vps-run", name, "trixie"], check=True)
     try:
-        vps = EdgeVps(name, "trixie", tmp_path_factory.mktemp(name))
+        vps = cls(name, "trixie", tmp_path_factory.mktemp(name))
         run = vps.converge()
         assert run.rc == 0, run.output[-4000:]
         vps.first_converge = run
@@ -242,6 +237,16 @@ def edge_vps(tmp_path_factory) -> EdgeVps:
         yield vps
     finally:
         subprocess.run([str(LAB), "vps-rm", name], check=False)
+
+
+@pytest.fixture(scope="module")
+def edge_vps(tmp_path_factory) -> EdgeVps:
+    """A lab VPS (trixie) running Docker, the platform's networks and HAProxy (rotor.vps.haproxy).
+
+    Converged once with the lab inventory plus EDGE_VARS; the backends "web" and "test" exist with no
+    servers and no routes. Removed at the end of the test module.
+    """
+    yield from _converged_vps(EdgeVps, "edge", tmp_path_factory)
 
 
 # The data_vps inventory: the lab's (which holds lab-only passwords for the superuser and the
@@ -328,16 +333,4 @@ def data_vps(tmp_path_factory) -> DataVps:
     Converged once with the lab inventory plus DATA_VARS (data network 10.232.2.0/24); the
     databases.ini holds no database yet. Removed at the end of the test module.
     """
-    if not _docker_answers():
-        pytest.fail("no Docker engine answers; run the tests through `make test`, which starts the lab")
-    name = "%s-data-%s" % (TEST_PREFIX, uuid.uuid4().hex[:8])
-    subprocess.run([str(LAB), "vps-run", name, "trixie"], check=True)
-    try:
-        vps = DataVps(name, "trixie", tmp_path_factory.mktemp(name))
-        run = vps.converge()
-        assert run.rc == 0, run.output[-4000:]
-        vps.first_converge = run
-        vps.install_tools()
-        yield vps
-    finally:
-        subprocess.run([str(LAB), "vps-rm", name], check=False)
+    yield from _converged_vps(DataVps, "data", tmp_path_factory)
