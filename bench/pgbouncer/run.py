@@ -2,10 +2,12 @@
 
 A disposable lab VPS is converged with bench/pgbouncer/converge.yml (docker_host, networks,
 postgres, pgbouncer roles, then a bench tenant: database and role `bench`, registered in PgBouncer
-with rotor.vps.pgbouncer_tenant). pgbench runs inside the rotor-postgres container (or, with
---client container, in a container of its own), on the data network, against
+with rotor.vps.pgbouncer_tenant). pgbench runs in a container of its own on the data network, as a
+tenant's API would (or, with --client postgres, inside rotor-postgres), against
   direct     rotor-postgres:5432
-  pgbouncer  rotor-pgbouncer:6432 (pool_mode transaction, so the simple query protocol)
+  pgbouncer  rotor-pgbouncer:6432 (pool_mode transaction, so the simple query protocol), which
+             reaches PostgreSQL through its unix socket, as the pgbouncer role sets it up
+             (--postgres-via tcp: over the data network to rotor-postgres:5432 instead)
 for the select-only (-S) and the TPC-B-like (default) scripts, each with persistent connections and
 with a new connection per transaction (-C), with the same clients and threads. It prints TPS,
 average latency, the ratio PgBouncer/direct per case against the targets (persistent >= 0.8,
@@ -140,7 +142,7 @@ def times_children(output: str) -> float:
 
 
 def pgbench(lab: Lab, target: str, options: list[str], args: argparse.Namespace, seconds: float) -> Result:
-    """One bounded pgbench run (-T seconds) from inside rotor-postgres; CPU of each side measured around it."""
+    """One bounded pgbench run (-T seconds) in the client container; CPU of each side measured around it."""
     host, port = TARGETS[target]
     command = ("pgbench -n -h %s -p %d -U %s -c %d -j %d -T %d %s %s 2>&1; echo; times"
                % (host, port, TENANT, args.clients, args.threads, seconds, " ".join(options), TENANT))
@@ -189,6 +191,7 @@ def converge(vps: str, tmp: Path, args: argparse.Namespace, passwords: dict[str,
         "bench_tenant": TENANT,
         "bench_password": passwords["bench"],
         "bench_pool_size": args.pool_size or args.clients,
+        "bench_postgres_host": POSTGRES if args.postgres_via == "tcp" else "/var/run/postgresql",
     }
     if args.scram_iterations != _scram.DEFAULT_ITERATIONS:
         # PostgreSQL stores this verifier as it is; PgBouncer's userlist gets the same one.
@@ -291,9 +294,13 @@ def main() -> None:
     parser.add_argument("--scale", type=int, default=10, help="pgbench -i -s")
     parser.add_argument("--rounds", type=int, default=3, help="runs of every case; the median is reported")
     parser.add_argument("--warmup", type=int, default=3, help="seconds of select-only load on each path first")
-    parser.add_argument("--client", choices=("postgres", "container"), default="postgres",
-                        help="where pgbench runs: in rotor-postgres (the direct path then stays in its network "
-                             "namespace), or in a container of its own on the data network (both paths cross it)")
+    parser.add_argument("--client", choices=("container", "postgres"), default="container",
+                        help="where pgbench runs: in a container of its own on the data network (both paths cross "
+                             "it, as a tenant's API does), or in rotor-postgres (the direct path then stays in its "
+                             "network namespace)")
+    parser.add_argument("--postgres-via", choices=("socket", "tcp"), default="socket",
+                        help="how PgBouncer reaches PostgreSQL: the unix socket the pgbouncer role mounts (its "
+                             "default), or TCP across the data network")
     parser.add_argument("--idle", type=float, default=9, help="seconds of measuring the containers' idle CPU use")
     parser.add_argument("--pool-size", type=int, default=0, help="the tenant's PgBouncer pool (default: --clients)")
     parser.add_argument("--scram-iterations", type=int, default=_scram.DEFAULT_ITERATIONS,

@@ -40,6 +40,8 @@ MANAGED_KEYS = frozenset(("host", "port", "dbname", "pool_size", "reserve_pool",
                           "max_db_connections", "pool_mode"))
 FORBIDDEN_OPTION_KEYS = frozenset(("password", "user", "auth_user", "auth_query", "auth_dbname"))
 _OPTION_KEY_RE = re.compile(r"[a-z][a-z0-9_]{0,62}")
+# A unix socket directory as PgBouncer's host (a value starting with /): plain path components only.
+_SOCKET_DIR_RE = re.compile(r"(/[A-Za-z0-9_.-]+)+")
 NEW_FILE_MODE = 0o640
 BACKUP_DIR = "backup"
 MASK = "********"
@@ -106,6 +108,16 @@ def _int_errors(params: dict, key: str, minimum: int) -> list[str]:
     return []
 
 
+def _host_errors(host: object) -> list[str]:
+    """PgBouncer's host: a host name, or (starting with /) the directory of PostgreSQL's unix socket."""
+    if isinstance(host, str) and host.startswith("/"):
+        if not _SOCKET_DIR_RE.fullmatch(host) or any(part in (".", "..") for part in host.split("/")):
+            return ["host: %r must be a host name, or the absolute path of PostgreSQL's socket directory "
+                    "(letters, digits, '.', '_', '-'; no '.' or '..' components)" % (host,)]
+        return []
+    return hostname_errors(host, "host")
+
+
 def input_errors(params: dict) -> list[str]:
     """Everything wrong with the input, each naming the option and the rule; empty when it is valid."""
     errors = tenant_name_errors(params.get("name"), "name")
@@ -120,7 +132,7 @@ def input_errors(params: dict) -> list[str]:
     port = params.get("port")
     if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
         errors.append("port: %r must be a TCP port, 1 to 65535" % (port,))
-    errors += hostname_errors(params.get("host"), "host")
+    errors += _host_errors(params.get("host"))
     errors += _option_errors(params.get("options") or {})
     if params.get("state", "present") == "present":
         if params.get("password") is None and params.get("verifier") is None:

@@ -71,9 +71,14 @@ options:
         example read from another PostgreSQL. Used as given.
     type: str
   host:
-    description: Host name or address of PostgreSQL as PgBouncer reaches it.
+    description:
+      - PostgreSQL as PgBouncer reaches it.
+      - The directory of PostgreSQL's unix socket inside PgBouncer's container (a path starting with C(/)); the
+        default is where the C(rotor.vps.pgbouncer) role mounts the postgres role's socket, so pooled
+        connections take no network hop.
+      - Or a host name or address, such as C(rotor-postgres) on the data network.
     type: str
-    default: rotor-postgres
+    default: /var/run/postgresql
   port:
     description: Port of PostgreSQL as PgBouncer reaches it.
     type: int
@@ -236,13 +241,13 @@ tenant:
     state: present
     database: acme
     user: acme
-    entry: acme = host=rotor-postgres port=5432 dbname=acme pool_size=5 reserve_pool=2 pool_mode=transaction
+    entry: acme = host=/var/run/postgresql port=5432 dbname=acme pool_size=5 reserve_pool=2 pool_mode=transaction
 actions:
   description: What was done (or would be done in check mode), in order.
   returned: always
   type: list
   elements: str
-  sample: ["add database acme in /etc/rotor/pgbouncer/databases.ini: host=rotor-postgres ...",
+  sample: ["add database acme in /etc/rotor/pgbouncer/databases.ini: host=/var/run/postgresql ...",
            "reload PgBouncer and check that it serves the change"]
 budget:
   description: >-
@@ -306,7 +311,7 @@ ARGUMENT_SPEC = dict(
     user=dict(type="str"),
     password=dict(type="str", no_log=True),
     verifier=dict(type="str", no_log=True),
-    host=dict(type="str", default="rotor-postgres"),
+    host=dict(type="str", default="/var/run/postgresql"),
     port=dict(type="int", default=5432),
     pool_size=dict(type="int", default=5),
     reserve_pool=dict(type="int", default=0),

@@ -45,6 +45,16 @@ def test_data_network_only_no_published_ports(data_vps, name):
     assert info["HostConfig"]["Memory"] > 0 and info["HostConfig"]["PidsLimit"] > 0
 
 
+def test_pgbouncer_reaches_postgres_through_its_socket_read_only(data_vps):
+    mounts = {m["Destination"]: m for m in _inspect(data_vps, "rotor-pgbouncer")["Mounts"]}
+    socket = mounts["/var/run/postgresql"]
+    assert socket["Source"] == data_vps.variables.get("postgres_run_dir", "/var/lib/rotor/postgres/run")
+    assert socket["RW"] is False
+    assert mounts["/etc/pgbouncer"]["RW"] is False
+    # uid 70 can reach PostgreSQL's socket: the one path the tenants' database lines take by default.
+    _ok(data_vps.sh("docker exec rotor-pgbouncer test -S /var/run/postgresql/.s.PGSQL.5432"))
+
+
 def test_connection_budget_and_scram_settings(data_vps):
     shown = _ok(data_vps.psql("SELECT current_setting('max_connections'), current_setting('password_encryption')",
                               via="postgres"))
@@ -67,7 +77,7 @@ def test_scram_right_password_works_wrong_fails_through_both(data_vps):
     verifier = _ok(data_vps.psql("SELECT rolpassword FROM pg_authid WHERE rolname = '%s'" % TENANT, via="postgres"))
     config = data_vps.variables["pgbouncer_config_dir"]
     _ok(data_vps.sh("printf '%%s\\n' %s >> %s/userlist.txt" % (shlex.quote('"%s" "%s"' % (TENANT, verifier)), config)))
-    _ok(data_vps.sh("printf '%s = host=rotor-postgres port=5432 dbname=%s\\n' >> %s/databases.ini"
+    _ok(data_vps.sh("printf '%s = host=/var/run/postgresql port=5432 dbname=%s\\n' >> %s/databases.ini"
                     % (TENANT, TENANT, config)))
     _ok(data_vps.admin("RELOAD"))
     assert _ok(data_vps.psql("SELECT current_user", user=TENANT, password=TENANT_PASSWORD, dbname=TENANT)) == TENANT

@@ -139,7 +139,7 @@ def test_four_steps_login_and_idempotency(tenants):
     applied = tenants.run(diff=True, name="acme", password="acme-secret-1", pool_size=4, reserve_pool=1,
                           pool_mode="transaction")
     assert applied["changed"] is True and applied["verified"] is True and applied["role_password_set"] is True
-    assert applied["tenant"]["entry"] == ("acme = host=rotor-postgres port=5432 dbname=acme pool_size=4 "
+    assert applied["tenant"]["entry"] == ("acme = host=/var/run/postgresql port=5432 dbname=acme pool_size=4 "
                                           "reserve_pool=1 pool_mode=transaction")
     assert applied["budget"]["max_connections"] == MAX_CONNECTIONS
     # The password never shows: not in the result, not in the diff, not in the file.

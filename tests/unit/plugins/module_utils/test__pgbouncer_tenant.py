@@ -70,6 +70,10 @@ def fresh(password: str) -> str:
     ({"reserve_pool": -1}, "reserve_pool: -1 must be a whole number of at least 0"),
     ({"port": 70000}, "port: 70000 must be a TCP port"),
     ({"host": "bad host"}, "host"),
+    ({"host": "/var/run/pg sql"}, "host: '/var/run/pg sql' must be a host name, or the absolute path"),
+    ({"host": "/var/run/../tmp"}, "no '.' or '..' components"),
+    ({"host": "/var/run/postgresql/"}, "must be a host name, or the absolute path of PostgreSQL's socket directory"),
+    ({"host": "/"}, "must be a host name, or the absolute path"),
     ({"password": None}, "password or verifier: one is required with state=present"),
     ({"password": ""}, "password: must not be empty"),
     ({"password": None, "verifier": "plaintext"}, "verifier: must be a SCRAM-SHA-256 verifier"),
@@ -90,6 +94,16 @@ def test_valid_input_and_absent_without_password():
     assert input_errors(PARAMS) == []
     assert input_errors(dict(PARAMS, state="absent", password=None)) == []
     assert input_errors(dict(PARAMS, options={"application_name": "it's app", "connect_query": "SELECT 1"})) == []
+
+
+@pytest.mark.parametrize("host", ["/var/run/postgresql", "/run/pg-17.main", "rotor-postgres", "10.0.0.5"])
+def test_host_is_a_name_or_a_socket_directory(host):
+    assert input_errors(dict(PARAMS, host=host)) == []
+
+
+def test_socket_directory_host_is_written_unquoted():
+    plan = make_plan(settings(host="/var/run/postgresql"), Observed(CONFIG, ""))
+    assert "acme = host=/var/run/postgresql port=5432 dbname=acme" in plan.config_text
 
 
 def test_secret_values_are_never_echoed():
