@@ -12,12 +12,16 @@ export PATH := $(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.cache/collections
 export STAGE_TIMINGS := $(CURDIR)/.cache/timings
+# pytest's JUnit XML of every pytest stage (unit, integration, molecule's verify), read by the summary.
+JUNIT := $(CURDIR)/.cache/junit
+# The closing summary: stages, integration test modules and molecule steps against tests/timing/budgets.yml.
+SUMMARY := python3 tests/timing/report.py 2>/dev/null || $(STAGE) --summary
 export PY_COLORS := 0
 export ANSIBLE_FORCE_COLOR := 0
 
-.PHONY: help up test down purge status lab venv collection converge \
-        unit sanity lint integration molecule test-stages bench-rotation \
-        bench-pgbouncer
+.PHONY: help up test test-quick down purge status lab venv collection converge \
+        unit sanity lint integration integration-quick molecule test-stages test-quick-stages \
+        bench-rotation bench-pgbouncer
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -33,12 +37,12 @@ lab: venv collection ## Docker engine, offline images and the registry mirror
 	@$(LAB) images
 
 up: ## converge playbooks/site.yml on the lab VPS (trixie) and show what runs
-	@rm -f $(STAGE_TIMINGS)
+	@rm -f $(STAGE_TIMINGS) $(STAGE_TIMINGS).molecule
 	@$(STAGE) setup $(MAKE) --no-print-directory lab
 	@$(STAGE) lab-vps $(LAB) vps-up trixie
 	@$(STAGE) converge ansible-playbook -i inventories/lab/hosts.yml playbooks/site.yml
 	@$(LAB) status
-	@$(STAGE) --summary
+	@$(SUMMARY)
 
 converge: collection ## converge again (after `make up`), passing ARGS, e.g. ARGS='--check --diff'
 	ansible-playbook -i inventories/lab/hosts.yml playbooks/site.yml $(ARGS)
@@ -53,8 +57,8 @@ purge: down ## also remove the registry and its data
 	@$(LAB) purge
 
 test: ## every test: unit, sanity, lint, integration, molecule (trixie and bookworm)
-	@rm -f $(STAGE_TIMINGS)
-	@$(MAKE) --no-print-directory test-stages; rc=$$?; $(STAGE) --summary; exit $$rc
+	@rm -f $(STAGE_TIMINGS) $(STAGE_TIMINGS).molecule $(JUNIT)/*.xml
+	@$(MAKE) --no-print-directory test-stages; rc=$$?; $(SUMMARY); exit $$rc
 
 test-stages:
 	@$(STAGE) setup $(MAKE) --no-print-directory lab
@@ -64,8 +68,19 @@ test-stages:
 	@$(STAGE) integration $(MAKE) --no-print-directory integration
 	@$(STAGE) molecule $(MAKE) --no-print-directory molecule
 
+test-quick: ## the edit-test loop: unit, sanity, lint and the quick integration tests (CI runs `make test`)
+	@rm -f $(STAGE_TIMINGS) $(STAGE_TIMINGS).molecule $(JUNIT)/*.xml
+	@$(MAKE) --no-print-directory test-quick-stages; rc=$$?; $(SUMMARY); exit $$rc
+
+test-quick-stages:
+	@$(STAGE) setup $(MAKE) --no-print-directory lab
+	@$(STAGE) unit $(MAKE) --no-print-directory unit
+	@$(STAGE) sanity $(MAKE) --no-print-directory sanity
+	@$(STAGE) lint $(MAKE) --no-print-directory lint
+	@$(STAGE) integration $(MAKE) --no-print-directory integration-quick
+
 unit: venv collection ## pytest unit tests (pure functions, specs in step with defaults)
-	pytest -q tests/unit
+	pytest -q tests/unit --junitxml=$(JUNIT)/unit.xml
 
 sanity: venv ## ansible-test sanity, offline
 	tests/sanity/run
@@ -73,12 +88,15 @@ sanity: venv ## ansible-test sanity, offline
 lint: venv collection ## ansible-lint, production profile
 	ansible-lint --profile production
 
-integration: lab ## pytest against real services in disposable lab VPS containers
+integration: lab ## pytest against real services in lab VPS containers (tests/README.md)
 	@$(LAB) clean-tests
-	pytest -q tests/integration
+	pytest -q tests/integration --junitxml=$(JUNIT)/integration.xml $(PYTEST_ARGS)
 
-molecule: lab ## molecule: converge, idempotence, verify on trixie and bookworm
-	molecule test --all
+integration-quick: lab ## the integration tests marked quick (a few minutes)
+	@$(MAKE) --no-print-directory integration PYTEST_ARGS='-m quick'
+
+molecule: lab ## molecule: converge, idempotence, verify on trixie and bookworm, step by step
+	PYTEST_ADDOPTS="$${PYTEST_ADDOPTS:-} --junitxml=$(JUNIT)/molecule-verify.xml" tests/molecule-run default
 
 bench-rotation: venv collection lab ## benchmark: haproxy_rotate vs a naive rotation under load (prints figures)
 	python3 bench/rotation/run.py $(ARGS)

@@ -1,11 +1,22 @@
 """Fixtures for integration tests against real lab services.
 
-Each test module that needs a server gets a disposable lab VPS (tests/lab/lab vps-run), reached by
-ansible-playbook through the community.docker.docker connection, exactly as a real server would be.
+Servers are lab VPS containers (tests/lab/lab vps-run), reached by ansible-playbook through the
+community.docker.docker connection, exactly as a real server would be. Which VPS a test module
+uses (tests/README.md says more):
+
+- ``fresh_vps``: a bare VPS of its own (no Docker), for tests of a fresh host and of installing
+  the engine. Made for the module and removed after it.
+- ``edge_vps`` and ``data_vps``: one VPS per tier, shared by the modules of that tier in turn. It
+  starts from the engine-ready image (the engine and the Python libraries already installed from
+  the distribution's packages) and is converged once; every module starts from that baseline,
+  checked by fingerprint, and a module that leaves it otherwise gets it reset (its objects
+  removed, the tier's playbook run again) or, when the reset does not bring the fingerprint back,
+  a fresh VPS. The modules of a tier run one after the other; the VPS goes after the last of them.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import shlex
@@ -140,6 +151,21 @@ class ConvergedVps(LabVps):
         for name, path in self.TOOLS.items():
             subprocess.run(["docker", "cp", str(path), "%s:/root/%s" % (self.name, name)], check=True)
 
+    def after_first_converge(self) -> None:
+        """What the tier keeps of its first converge to reset to it later (nothing by default)."""
+
+    def fingerprint(self) -> str:
+        """What the tier's tests may change, as text: equal to the baseline's means nothing was left behind."""
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        """Remove what test modules made and converge again with the fixture's variables."""
+        raise NotImplementedError
+
+    def _reconverge(self) -> None:
+        run = self.converge("--skip-tags", "platform")
+        assert run.rc == 0, "resetting %s failed:\n%s" % (self.name, run.output[-3000:])
+
     def converge(self, *args: str, timeout: int = 900, **overrides) -> PlaybookRun:
         """Run the fixture's playbook with its variables, then ``overrides`` on top."""
         extra = ["-e", "@%s" % self.vars_file]
@@ -162,6 +188,7 @@ class EdgeVps(ConvergedVps):
     CONTAINER = "rotor-haproxy"
     CONFIG_DIR = "/etc/rotor/haproxy"
     RUN_DIR = "/var/lib/rotor/haproxy/run"
+    MAP_IN_CONTAINER = "/usr/local/etc/haproxy/maps/hosts.map"
     TOOLS = {"haproxy_cli.py": ROOT / "roles" / "haproxy" / "files" / "haproxy_cli.py",
              "http_load.py": ROOT / "tests" / "integration" / "files" / "http_load.py"}
 
@@ -173,6 +200,29 @@ class EdgeVps(ConvergedVps):
             EDGE_VARS["haproxy_rate_limit_exempt_networks"] + gateway[2:3])
         self.vars_file = tmp / "edge-vars.yml"
         self.vars_file.write_text(yaml.safe_dump(self.variables))
+
+    def fingerprint(self) -> str:
+        """HAProxy's files and live backends and routes, the containers, units, networks and volumes."""
+        return self.sh(
+            "cd %s && sha256sum haproxy.cfg conf.d/* maps/* certs/* 2>&1; "
+            "docker ps -a --format '{{.Names}} {{.Image}} {{.State}}' | sort; "
+            "ls /etc/systemd/system | grep '^rotor-'; ls /etc/rotor; "
+            "docker network ls --format '{{.Name}} {{.Driver}}' | sort; docker volume ls -q | sort; "
+            "python3 /root/haproxy_cli.py --socket %s/admin.sock --wait 10 'show stat' | cut -d, -f1,2; "
+            "python3 /root/haproxy_cli.py --socket %s/admin.sock --wait 10 'show map %s' | cut -d' ' -f2-; true"
+            % (self.CONFIG_DIR, self.RUN_DIR, self.RUN_DIR, self.MAP_IN_CONTAINER)).stdout
+
+    def reset(self) -> None:
+        """Containers other than HAProxy, rotation timers and state, backend files and routes go;
+        the converge writes the backend files anew and reloads HAProxy, which drops runtime changes."""
+        proc = self.sh(
+            "for c in $(docker ps -a --format '{{.Names}}'); do [ \"$c\" = %s ] || docker rm -f \"$c\" >/dev/null; done; "
+            "for unit in $(ls /etc/systemd/system | grep '^rotor-rotate-'); do systemctl disable --now \"$unit\" "
+            ">/dev/null 2>&1; rm -f \"/etc/systemd/system/$unit\"; done; systemctl daemon-reload; "
+            "rm -rf /etc/rotor/rotation /var/log/rotor/rotation.jsonl /var/lib/rotor/metrics/rotation_*.prom "
+            "%s/conf.d/*.cfg && : > %s/maps/hosts.map" % (self.CONTAINER, self.CONFIG_DIR, self.CONFIG_DIR))
+        assert proc.returncode == 0, proc.stderr
+        self._reconverge()
 
     def _cli(self, socket: str, command: str) -> str:
         proc = self.sh("python3 /root/haproxy_cli.py --socket %s/%s --wait 10 %s"
@@ -222,31 +272,133 @@ class EdgeVps(ConvergedVps):
         return self.sh("sha256sum %s 2>&1" % " ".join(paths)).stdout
 
 
-def _converged_vps(cls: type, kind: str, tmp_path_factory):
-    """A fresh trixie lab VPS converged by ``cls``'s playbook, its tools installed; removed afterwards."""
+def _start_vps(kind: str, image: str = "vps") -> str:
+    """Start a trixie lab VPS from ``image`` (vps: bare; vps-engine: engine installed) and return its name."""
     if not _docker_answers():
         pytest.fail("no Docker engine answers; run the tests through `make test`, which starts the lab")
     name = "%s-%s-%s" % (TEST_PREFIX, kind, uuid.uuid4().hex[:8])
-    subprocess.run([str(LAB), "vps-run", name, "trixie"], check=True)
+    subprocess.run([str(LAB), "vps-run", name, "trixie", image], check=True)
+    return name
+
+
+def _remove_vps(name: str) -> None:
+    subprocess.run([str(LAB), "vps-rm", name], check=False)
+
+
+class SharedVps:
+    """One lab VPS of a tier (``cls``: EdgeVps or DataVps) that the tier's test modules use in turn.
+
+    Started from the engine-ready image and converged with the tier's playbook on first use; the
+    fingerprint taken then is the baseline every module starts from (``checkout``). The VPS is
+    removed after the last module that uses it (``release``), or at the end of the session.
+    """
+
+    def __init__(self, cls: type, kind: str, tmp_path_factory):
+        self.cls = cls
+        self.kind = kind
+        self.tmp_path_factory = tmp_path_factory
+        self.vps: ConvergedVps | None = None
+        self.baseline = ""
+
+    def _create(self) -> ConvergedVps:
+        name = _start_vps(self.kind, "vps-engine")
+        try:
+            vps = self.cls(name, "trixie", self.tmp_path_factory.mktemp(name))
+            run = vps.converge()
+            assert run.rc == 0, run.output[-4000:]
+            vps.first_converge = run
+            vps.install_tools()
+            vps.after_first_converge()
+        except BaseException:
+            _remove_vps(name)
+            raise
+        self.baseline = vps.fingerprint()
+        return vps
+
+    def checkout(self) -> ConvergedVps:
+        """The VPS in its baseline state: as converged, or reset to it, or a fresh one."""
+        if self.vps is None:
+            self.vps = self._create()
+            return self.vps
+        now = self.vps.fingerprint()
+        if now == self.baseline:
+            return self.vps
+        print("\n%s: the VPS differs from its baseline; resetting it" % self.vps.name)
+        self.vps.reset()
+        now = self.vps.fingerprint()
+        if now != self.baseline:
+            diff = "\n".join(difflib.unified_diff(self.baseline.splitlines(), now.splitlines(), lineterm=""))
+            print("%s: still not the baseline after the reset; starting a fresh VPS. Difference:\n%s"
+                  % (self.vps.name, diff))
+            self.release()
+            self.vps = self._create()
+        return self.vps
+
+    def release(self) -> None:
+        if self.vps is not None:
+            _remove_vps(self.vps.name)
+            self.vps = None
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "quick: part of `make test-quick`, the few-minute subset for the edit-test loop")
+
+
+# Fixtures of shared VPSs, by tier. A test module belongs to the tier whose fixture it uses
+# (directly or through its own fixtures); pytest_collection_modifyitems runs each tier's modules
+# together and notes the last one, after which the VPS goes.
+SHARED_TIERS = ("edge_vps", "data_vps")
+
+
+def _tier_of(item) -> str:
+    return next((tier for tier in SHARED_TIERS if tier in item.fixturenames), "")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(session, config, items):
+    """Run the modules of each shared tier one after the other (fresh-VPS modules first); the
+    order within a module, and every test's id, stay as they are."""
+    rank = {"": 0, **{tier: index + 1 for index, tier in enumerate(SHARED_TIERS)}}
+    modules: dict[str, int] = {}
+    for item in items:
+        module = item.nodeid.split("::")[0]
+        modules[module] = max(modules.get(module, 0), rank[_tier_of(item)])
+    order = {module: position for position, module in enumerate(modules)}
+    items.sort(key=lambda item: (modules[item.nodeid.split("::")[0]], order[item.nodeid.split("::")[0]]))
+    config.rotor_last_module = {}
+    for item in items:
+        tier = _tier_of(item)
+        if tier:
+            config.rotor_last_module[tier] = item.nodeid.split("::")[0]
+
+
+@pytest.fixture(scope="session")
+def _shared(tmp_path_factory):
+    pools = {"edge_vps": SharedVps(EdgeVps, "edge", tmp_path_factory),
+             "data_vps": SharedVps(DataVps, "data", tmp_path_factory)}
     try:
-        vps = cls(name, "trixie", tmp_path_factory.mktemp(name))
-        run = vps.converge()
-        assert run.rc == 0, run.output[-4000:]
-        vps.first_converge = run
-        vps.install_tools()
-        yield vps
+        yield pools
     finally:
-        subprocess.run([str(LAB), "vps-rm", name], check=False)
+        for pool in pools.values():
+            pool.release()
+
+
+def _tier_fixture(request, tier: str):
+    pool = request.getfixturevalue("_shared")[tier]
+    yield pool.checkout()
+    module = request.node.nodeid.split("::")[0]
+    if getattr(request.config, "rotor_last_module", {}).get(tier) == module:
+        pool.release()
 
 
 @pytest.fixture(scope="module")
-def edge_vps(tmp_path_factory) -> EdgeVps:
+def edge_vps(request) -> EdgeVps:
     """A lab VPS (trixie) running Docker, the platform's networks and HAProxy (rotor.vps.haproxy).
 
     Converged once with the lab inventory plus EDGE_VARS; the backends "web" and "test" exist with no
-    servers and no routes. Removed at the end of the test module.
+    servers and no routes. Shared by the edge tier's modules, each starting from that baseline.
     """
-    yield from _converged_vps(EdgeVps, "edge", tmp_path_factory)
+    yield from _tier_fixture(request, "edge_vps")
 
 
 # The data_vps inventory: the lab's (which holds lab-only passwords for the superuser and the
@@ -291,6 +443,52 @@ class DataVps(ConvergedVps):
         self.variables.setdefault("pgbouncer_admin_user", "pgbouncer_admin")
         self.variables.setdefault("pgbouncer_port", 6432)
 
+    BASELINE_DIR = "/root/rotor-baseline"
+    TENANT_FILES = ("databases.ini", "userlist.txt")
+
+    def after_first_converge(self) -> None:
+        """Keep the tenants' files as the roles left them: a reset puts them back."""
+        files = " ".join("%s/%s" % (self.variables["pgbouncer_config_dir"], f) for f in self.TENANT_FILES)
+        proc = self.sh("mkdir -p %s && cp -p %s %s/" % (self.BASELINE_DIR, files, self.BASELINE_DIR))
+        assert proc.returncode == 0, proc.stderr
+        self.baseline_databases = set(self._names("SELECT datname FROM pg_database"))
+        self.baseline_roles = set(self._names("SELECT rolname FROM pg_roles WHERE rolname !~ '^pg_'"))
+
+    def _names(self, sql: str) -> list[str]:
+        proc = self.psql(sql, via="postgres")
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.split()
+
+    def fingerprint(self) -> str:
+        """The data tier's files, containers, databases, roles and PgBouncer's live databases."""
+        config = self.variables["pgbouncer_config_dir"]
+        files = self.sh(
+            "sha256sum %s/*.ini %s/userlist.txt %s/postgresql.conf %s/pg_hba.conf 2>&1; ls %s/backup 2>&1; "
+            "docker ps -a --format '{{.Names}} {{.Image}} {{.State}}' | sort; "
+            "docker network ls --format '{{.Name}} {{.Driver}}' | sort; docker volume ls -q | sort"
+            % (config, config, self.variables["postgres_data_dir"], self.variables["postgres_data_dir"], config)).stdout
+        databases = self.psql("SELECT datname FROM pg_database ORDER BY 1", via="postgres")
+        roles = self.psql("SELECT rolname FROM pg_roles WHERE rolname !~ '^pg_' ORDER BY 1", via="postgres")
+        pools = self.admin("SHOW DATABASES")
+        return "\n".join([files, databases.stdout + databases.stderr, roles.stdout + roles.stderr,
+                          "pools: " + " ".join(sorted(line.split("\t")[0] for line in pools.stdout.splitlines()))])
+
+    def reset(self) -> None:
+        """The tenants' files come back, the roles' settings are converged again, databases and roles
+        the tests made are dropped and PgBouncer reloads."""
+        config = self.variables["pgbouncer_config_dir"]
+        proc = self.sh("for c in $(docker ps -a --format '{{.Names}}'); do case $c in %s|%s) ;; *) docker rm -f \"$c\" "
+                       ">/dev/null;; esac; done; cp -p %s/* %s/ && rm -rf %s/backup"
+                       % (self.POSTGRES, self.PGBOUNCER, self.BASELINE_DIR, config, config))
+        assert proc.returncode == 0, proc.stderr
+        self._reconverge()
+        for name in sorted(set(self._names("SELECT datname FROM pg_database")) - self.baseline_databases):
+            assert self.psql('DROP DATABASE "%s" WITH (FORCE)' % name, via="postgres").returncode == 0, name
+        for name in sorted(set(self._names("SELECT rolname FROM pg_roles WHERE rolname !~ '^pg_'")) - self.baseline_roles):
+            assert self.psql('DROP ROLE "%s"' % name, via="postgres").returncode == 0, name
+        proc = self.admin("RELOAD")
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+
     def psql(self, sql: str, *, user: str = "postgres", password: str | None = None, dbname: str = "postgres",
              via: str = "pgbouncer", timeout: int = 60) -> subprocess.CompletedProcess:
         """Run ``sql`` with psql (unaligned, tuples only, stop on error) as a client on the data network.
@@ -327,10 +525,11 @@ class DataVps(ConvergedVps):
 
 
 @pytest.fixture(scope="module")
-def data_vps(tmp_path_factory) -> DataVps:
+def data_vps(request) -> DataVps:
     """A lab VPS (trixie) running Docker, the platform's networks, PostgreSQL and PgBouncer.
 
     Converged once with the lab inventory plus DATA_VARS (data network 10.232.2.0/24); the
-    databases.ini holds no database yet. Removed at the end of the test module.
+    databases.ini holds no database yet. Shared by the data tier's modules, each starting from
+    that baseline.
     """
-    yield from _converged_vps(DataVps, "data", tmp_path_factory)
+    yield from _tier_fixture(request, "data_vps")

@@ -1,17 +1,29 @@
-"""docker_host on a real (lab) server: check mode, reload versus restart, live-restore."""
+"""docker_host on a real (lab) server: installing the engine on a bare host, check mode, reload
+versus restart, live-restore.
+
+The role runs alone here (tests/integration/playbooks/docker_host.yml), so every case pays for the
+engine and nothing else; the whole site.yml, its check mode and its second run are tested on
+full-stack VPSs by molecule.
+"""
 
 from __future__ import annotations
 
 import pytest
 import yaml
 
+from conftest import ROOT
+
 LAB_VARS = "inventories/lab/group_vars/vps.yml"
+PLAYBOOK = str(ROOT / "tests" / "integration" / "playbooks" / "docker_host.yml")
 
 
 @pytest.fixture(scope="module")
 def converged(fresh_vps):
-    run = fresh_vps.playbook("site.yml", "-e", "@%s" % LAB_VARS)
+    assert fresh_vps.sh("command -v dockerd").returncode != 0, "the VPS is not bare"
+    run = fresh_vps.playbook(PLAYBOOK, "-e", "@%s" % LAB_VARS)
     assert run.rc == 0, run.output[-3000:]
+    assert run.recap(fresh_vps.name)["changed"] > 0
+    assert fresh_vps.sh("systemctl is-active docker").stdout.strip() == "active"
     return fresh_vps
 
 
@@ -26,14 +38,14 @@ def _vars(tmp_path, **overrides) -> list[str]:
 
 
 def test_check_mode_on_a_converged_host_reports_nothing(converged):
-    run = converged.playbook("site.yml", "--check", "-e", "@%s" % LAB_VARS)
+    run = converged.playbook(PLAYBOOK, "--check", "-e", "@%s" % LAB_VARS)
     assert run.rc == 0, run.output[-3000:]
     assert run.recap(converged.name)["changed"] == 0
 
 
 def test_check_mode_shows_a_daemon_json_change_without_making_it(converged, tmp_path):
     before = converged.sh("cat /etc/docker/daemon.json").stdout
-    run = converged.playbook("site.yml", "--check", "--diff", *_vars(tmp_path, docker_host_log_max_size="50m"))
+    run = converged.playbook(PLAYBOOK, "--check", "--diff", *_vars(tmp_path, docker_host_log_max_size="50m"))
     assert run.rc == 0, run.output[-3000:]
     assert '+    "max-size": "50m"' in run.output
     assert converged.sh("cat /etc/docker/daemon.json").stdout == before
@@ -42,7 +54,7 @@ def test_check_mode_shows_a_daemon_json_change_without_making_it(converged, tmp_
 def test_reloadable_setting_reloads_dockerd(converged, tmp_path):
     pid = _dockerd_pid(converged)
     mirrors = ["http://rotor-lab-registry:5000", "http://127.0.0.1:5999"]
-    run = converged.playbook("site.yml", *_vars(tmp_path, docker_host_registry_mirrors=mirrors))
+    run = converged.playbook(PLAYBOOK, *_vars(tmp_path, docker_host_registry_mirrors=mirrors))
     assert run.rc == 0, run.output[-3000:]
     assert "RUNNING HANDLER [rotor.vps.docker_host : Reload docker]" in run.output
     assert "Restart docker" not in run.output
@@ -55,7 +67,7 @@ def test_other_setting_restarts_dockerd_and_containers_survive(converged, tmp_pa
     converged.sh("docker rm -f survivor; docker run -d --name survivor debian:trixie sleep 600")
     started = converged.sh("docker inspect -f '{{.State.StartedAt}}' survivor").stdout
     pid = _dockerd_pid(converged)
-    run = converged.playbook("site.yml", *_vars(tmp_path, docker_host_log_max_size="20m"))
+    run = converged.playbook(PLAYBOOK, *_vars(tmp_path, docker_host_log_max_size="20m"))
     assert run.rc == 0, run.output[-3000:]
     assert "RUNNING HANDLER [rotor.vps.docker_host : Restart docker]" in run.output
     assert _dockerd_pid(converged) != pid
@@ -64,5 +76,5 @@ def test_other_setting_restarts_dockerd_and_containers_survive(converged, tmp_pa
         "true",
         started.strip(),
     ]
-    run = converged.playbook("site.yml", *_vars(tmp_path, docker_host_log_max_size="20m"))
+    run = converged.playbook(PLAYBOOK, *_vars(tmp_path, docker_host_log_max_size="20m"))
     assert run.recap(converged.name)["changed"] == 0

@@ -12,6 +12,7 @@ import re
 import shlex
 
 import pytest
+from batch import run_cases
 
 CFG = "/etc/rotor/haproxy/haproxy.cfg"
 CONF_D = "/etc/rotor/haproxy/conf.d"
@@ -235,20 +236,30 @@ BAD_INPUT = [
 ]
 
 
+BAD_INPUT_PATHS = "%s %s/*.cfg %s /etc/rotor/haproxy/certs/default.pem" % (CFG, CONF_D, MAP)
+
+
+@pytest.fixture(scope="module")
+def bad_input(edge_vps, tmp_path_factory):
+    """Every BAD_INPUT case on the edge VPS, in as few runs as keep each case's result its own
+    (tests/integration/batch.py), with HAProxy's files and worker before and after."""
+    before = (edge_vps.digest(BAD_INPUT_PATHS), edge_vps.worker_pid())
+    cases = {case: dict(edge_vps.variables, **variables) for case, variables, _ in BAD_INPUT}
+    results = run_cases(edge_vps, edge_vps.PLAYBOOK, cases, tmp_path_factory.mktemp("cases"), timeout=300)
+    return before, results, (edge_vps.digest(BAD_INPUT_PATHS), edge_vps.worker_pid())
+
+
 @pytest.mark.parametrize("case,variables,words", BAD_INPUT, ids=[c[0] for c in BAD_INPUT])
-def test_bad_input_fails_before_any_change(edge_vps, case, variables, words):
-    paths = "%s %s/*.cfg %s /etc/rotor/haproxy/certs/default.pem" % (CFG, CONF_D, MAP)
-    before = edge_vps.digest(paths)
-    pid = edge_vps.worker_pid()
-    run = edge_vps.converge(timeout=300, **variables)
-    assert run.rc != 0, run.output[-2000:]
+def test_bad_input_fails_before_any_change(edge_vps, bad_input, case, variables, words):
+    before, results, after = bad_input
+    result = results[case]
+    assert result.failed, result.output[-2000:]
     for word in words:
-        assert word in run.output, "%r not in the error:\n%s" % (word, run.output[-2000:])
-    assert "password: lab" not in run.output and edge_vps.variables["haproxy_stats_password"] not in run.output
-    assert run.recap(edge_vps.name)["changed"] == 0
-    assert "PLAY [Docker engine]" not in run.output, "a role ran after the input check failed"
-    assert edge_vps.digest(paths) == before
-    assert edge_vps.worker_pid() == pid
+        assert word in result.message, "%r not in the error:\n%s" % (word, result.message)
+    assert "password: lab" not in result.output and edge_vps.variables["haproxy_stats_password"] not in result.output
+    assert result.changed == 0
+    assert result.plays == ["Check the inventory"], "a role ran after the input check failed: %s" % result.plays
+    assert after == before
 
 
 def test_removed_backend_and_new_settings_apply_by_a_reload(edge_vps):

@@ -18,6 +18,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from batch import run_module
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "lab"))
@@ -108,22 +109,14 @@ class Rotor:
 
 
 @pytest.fixture(scope="module")
-def rotor(request, tmp_path_factory) -> Rotor:
-    """The edge VPS (docker_host, networks, haproxy converged); ROTOR_TEST_VPS=<name> reuses one."""
-    name = os.environ.get("ROTOR_TEST_VPS")
-    if name:
-        from conftest import LabVps
-
-        return Rotor(LabVps(name, "trixie", tmp_path_factory.mktemp(name)))
-    vps = request.getfixturevalue("edge_vps")
-    # The load comes from this machine, which HAProxy sees as the lab network's gateway: exempt it
-    # from the per-client rate limit (the limit itself is tested in test_haproxy.py).
+def rotor(edge_vps) -> Rotor:
+    """The shared edge VPS (docker_host, networks, haproxy converged)."""
+    # The load comes from this machine, which HAProxy sees as the lab network's gateway: the edge
+    # fixture exempts it from the per-client rate limit (the limit itself is tested in test_haproxy.py).
     gateway = subprocess.run(["docker", "network", "inspect", "rotor-lab", "-f", "{{(index .IPAM.Config 0).Gateway}}"],
                              capture_output=True, text=True, check=True).stdout.strip()
-    exempt = vps.variables["haproxy_rate_limit_exempt_networks"] + [gateway]
-    run = vps.converge(haproxy_rate_limit_exempt_networks=exempt)
-    assert run.rc == 0, run.output[-3000:]
-    return Rotor(vps)
+    assert gateway in edge_vps.variables["haproxy_rate_limit_exempt_networks"], edge_vps.variables
+    return Rotor(edge_vps)
 
 
 def running(names: list) -> list:
@@ -272,7 +265,7 @@ def test_lock_timeout_is_a_clear_error(rotor):
     assert (rotor.containers(), rotor.files()) == before
 
 
-@pytest.mark.parametrize("overrides, message", [
+BAD_INPUT = [
     ({"replicas": 0}, "replicas: 0 must be at least 1"),
     ({"replicas": -2}, "replicas: -2 must be at least 1"),
     ({"backend": "nosuch"}, "backend nosuch is not defined in the running HAProxy"),
@@ -281,13 +274,25 @@ def test_lock_timeout_is_a_clear_error(rotor):
     ({"service": "Web"}, "service: 'Web' must start with a lowercase letter"),
     ({"routes": ["Web.Example.com:80"]}, "routes[0]: 'Web.Example.com:80' must be a lowercase host name"),
     ({"max_age": "soon"}, "max_age: must be a positive whole number"),
-])
-def test_bad_input_changes_nothing(rotor, overrides, message):
+]
+
+
+@pytest.fixture(scope="module")
+def bad_input(rotor, tmp_path_factory):
+    """Every BAD_INPUT case at the same time (one run, a fork each), with the containers and files before and after."""
     before = (rotor.containers(), rotor.files())
-    result = rotor.run(state="rotated", **overrides)
-    assert result.get("failed") is True
+    runs = [dict(BASE, state="rotated", **overrides) for overrides, _ in BAD_INPUT]
+    results = run_module(rotor.vps, "rotor.vps.haproxy_rotate", runs, tmp_path_factory.mktemp("cases"))
+    return before, results, (rotor.containers(), rotor.files())
+
+
+@pytest.mark.parametrize("overrides, message", BAD_INPUT)
+def test_bad_input_changes_nothing(bad_input, overrides, message):
+    before, results, after = bad_input
+    result = results[BAD_INPUT.index((overrides, message))]
+    assert result.get("failed") is True, result
     assert message in result["msg"], result["msg"]
-    assert (rotor.containers(), rotor.files()) == before
+    assert after == before
 
 
 def test_absent_drains_and_removes(rotor):

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from batch import run_module
 
 ROOT = Path(__file__).resolve().parents[2]
 ANSIBLE_PLAYBOOK = str(Path(sys.executable).parent / "ansible-playbook")
@@ -56,31 +57,7 @@ class Tenants:
                 merged.pop("login_unix_socket")
                 merged.pop("login_password")
             params.append(merged)
-        hosts = {"run%02d" % index: {"ansible_host": self.vps.name, "tenant_args": merged}
-                 for index, merged in enumerate(params)}
-        inventory = self.tmp / ("runs-%d.yml" % time.monotonic_ns())
-        inventory.write_text(yaml.safe_dump({"vps": {"hosts": hosts, "vars": {
-            "ansible_connection": "community.docker.docker", "ansible_python_interpreter": "/usr/bin/python3"}}}))
-        keys = sorted({key for merged in params for key in merged})
-        playbook = self.tmp / "module.yml"
-        playbook.write_text(yaml.safe_dump([{
-            "name": "pgbouncer_tenant", "hosts": "vps", "gather_facts": False,
-            "tasks": [{"name": "Run the module", "rotor.vps.pgbouncer_tenant": {
-                key: "{{ tenant_args.%s | default(omit) }}" % key for key in keys}}],
-        }]))
-        cmd = [ANSIBLE_PLAYBOOK, "-i", str(inventory), str(playbook), "-f", str(max(len(runs), 1))]
-        cmd += ["--check"] if check else []
-        cmd += ["--diff"] if diff else []
-        env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json",
-                   ANSIBLE_NOCOLOR="1", ANSIBLE_PIPELINING="1")
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600, check=False)
-        try:
-            data = json.loads(proc.stdout)
-        except ValueError:
-            pytest.fail("no JSON from ansible (rc %d): %s %s" % (proc.returncode, proc.stdout[-2000:], proc.stderr[-2000:]))
-        results = data["plays"][0]["tasks"][0]["hosts"]
-        raw = proc.stdout + proc.stderr
-        return [dict(results[host], _raw=raw) for host in sorted(hosts)]
+        return run_module(self.vps, "rotor.vps.pgbouncer_tenant", params, self.tmp, check=check, diff=diff)
 
     def files(self) -> str:
         """Both files, byte for byte (as hex, so that a changed line ending shows)."""

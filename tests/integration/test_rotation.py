@@ -15,6 +15,7 @@ import time
 import pytest
 import yaml
 
+from batch import run_cases
 from conftest import ROOT
 
 PLAYBOOK = ROOT / "tests" / "integration" / "playbooks" / "rotation.yml"
@@ -250,16 +251,26 @@ BAD_INPUT = [
 ]
 
 
-@pytest.mark.parametrize("case,variables,words", BAD_INPUT, ids=[c[0] for c in BAD_INPUT])
-def test_bad_input_fails_naming_the_rule_and_changes_nothing(vps, case, variables, words):
+@pytest.fixture(scope="module")
+def bad_input(vps, tmp_path_factory):
+    """Every BAD_INPUT case, in as few runs as keep each case's result its own (tests/integration/batch.py),
+    with what a run could change before and after."""
     before = state(vps)
-    variables = dict({"rotation_mode": "external"}, **variables)
-    run = converge(vps, **variables)
-    assert run.rc != 0, run.output[-3000:]
+    base = dict(vps.variables, rotation_services=[WEB], rotation_mode="external")
+    cases = {case: dict(base, **variables) for case, variables, _ in BAD_INPUT}
+    results = run_cases(vps, PLAYBOOK, cases, tmp_path_factory.mktemp("cases"))
+    return before, results, state(vps)
+
+
+@pytest.mark.parametrize("case,variables,words", BAD_INPUT, ids=[c[0] for c in BAD_INPUT])
+def test_bad_input_fails_naming_the_rule_and_changes_nothing(bad_input, case, variables, words):
+    before, results, after = bad_input
+    result = results[case]
+    assert result.failed, result.output[-3000:]
     for word in words:
-        assert word in run.output, "%r not in the error:\n%s" % (word, run.output[-3000:])
-    assert run.recap(vps.name)["changed"] == 0
-    assert state(vps) == before
+        assert word in result.message, "%r not in the error:\n%s" % (word, result.message)
+    assert result.changed == 0
+    assert after == before
 
 
 def test_rotate_playbook_refuses_an_unknown_service(vps):

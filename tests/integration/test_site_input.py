@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import pytest
 import yaml
+from batch import run_cases
+from conftest import ROOT
+
+pytestmark = pytest.mark.quick
 
 # (case id, inventory variables, words the error must contain)
 BAD_INPUT = [
@@ -65,19 +69,27 @@ BAD_INPUT = [
 ]
 
 
-@pytest.mark.parametrize("case,variables,words", BAD_INPUT, ids=[c[0] for c in BAD_INPUT])
-def test_bad_input_fails_before_any_change(fresh_vps, tmp_path, case, variables, words):
+@pytest.fixture(scope="module")
+def bad_input(fresh_vps, tmp_path_factory):
+    """Every BAD_INPUT case against the fresh VPS, in as few runs as keep each case's result its own
+    (tests/integration/batch.py), with the VPS's state before and after."""
     before = fresh_vps.snapshot()
-    extra = tmp_path / ("%s.yml" % case)
-    extra.write_text(yaml.safe_dump(variables))
-    run = fresh_vps.playbook("site.yml", extra_vars=extra, timeout=300)
-    assert run.rc != 0, run.output[-2000:]
+    cases = {case: variables for case, variables, _ in BAD_INPUT}
+    results = run_cases(fresh_vps, ROOT / "playbooks" / "site.yml", cases, tmp_path_factory.mktemp("cases"),
+                        timeout=300)
+    return before, results, fresh_vps.snapshot()
+
+
+@pytest.mark.parametrize("case,variables,words", BAD_INPUT, ids=[c[0] for c in BAD_INPUT])
+def test_bad_input_fails_before_any_change(bad_input, case, variables, words):
+    before, results, after = bad_input
+    result = results[case]
+    assert result.failed, result.output[-2000:]
     for word in words:
-        assert word in run.output, "%r not in the error:\n%s" % (word, run.output[-2000:])
-    recap = run.recap(fresh_vps.name)
-    assert recap["changed"] == 0
-    assert "PLAY [Docker engine]" not in run.output, "a role ran after the input check failed"
-    assert fresh_vps.snapshot() == before
+        assert word in result.message, "%r not in the error:\n%s" % (word, result.message)
+    assert result.changed == 0
+    assert result.plays == ["Check the inventory"], "a role ran after the input check failed: %s" % result.plays
+    assert after == before
 
 
 def test_check_mode_on_a_fresh_host_changes_nothing(fresh_vps, tmp_path):

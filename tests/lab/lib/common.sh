@@ -6,6 +6,9 @@ LAB_PREFIX=${LAB_PREFIX:-rotor-lab}
 LAB_NETWORK=${LAB_NETWORK:-rotor-lab}
 LAB_STATE_DIR=${LAB_STATE_DIR:-/var/lib/rotor-lab}
 LAB_LOG_DIR=${LAB_LOG_DIR:-/var/log/rotor-lab}
+# What every checkout on this machine can share, like the images: Python environments by the hash
+# of their pins, ansible-test's wheelhouse and test environments.
+LAB_CACHE_DIR=${LAB_CACHE_DIR:-/var/cache/rotor-lab}
 LAB_REGISTRY_NAME=${LAB_REGISTRY_NAME:-rotor-lab-registry}
 LAB_REGISTRY_PORT=${LAB_REGISTRY_PORT:-5000}
 
@@ -57,18 +60,27 @@ apt_mirror() {
 }
 
 
-# ensure_venv DIR REQUIREMENTS: the project's Python tools, reinstalled when the pins change.
+# ensure_venv DIR REQUIREMENTS: the project's Python tools. The environment itself lives in
+# $LAB_CACHE_DIR/venv/<hash of the pins and of python3>, built once per machine and pin set, and DIR
+# links to it: a fresh checkout finds it ready, and a change of the pins builds a new one.
 ensure_venv() {
-  local dir=$1 reqs=$2 stamp
-  stamp="$dir/.requirements.sha256"
-  if [ -x "$dir/bin/python" ] && sha256sum --status -c "$stamp" 2>/dev/null; then
-    return 0
-  fi
+  local dir=$1 reqs=$2 key target
   python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3-venv
-  log "creating the Python environment $dir from $reqs (about 80 s on a fresh machine)"
-  python3 -m venv "$dir" || die "python3 -m venv $dir failed" "install python3-venv (Debian) and retry"
-  "$dir/bin/pip" install -q --disable-pip-version-check --upgrade pip >/dev/null
-  "$dir/bin/pip" install -q --disable-pip-version-check -r "$reqs" \
-    || die "pip install -r $reqs failed" "read pip's message above; the pins live in $reqs"
-  sha256sum "$reqs" >"$stamp"
+  key=$( { cat "$reqs"; python3 -c 'import sys; print(sys.version)'; } | sha256sum | cut -c1-16)
+  target="$LAB_CACHE_DIR/venv/$key"
+  if [ ! -x "$target/bin/python" ] || [ ! -e "$target/.complete" ]; then
+    log "creating the Python environment $target from $reqs (about 80 s on a fresh machine)"
+    rm -rf "$target"
+    mkdir -p "$(dirname "$target")"
+    python3 -m venv "$target" || die "python3 -m venv $target failed" "install python3-venv (Debian) and retry"
+    "$target/bin/pip" install -q --disable-pip-version-check --upgrade pip >/dev/null
+    "$target/bin/pip" install -q --disable-pip-version-check -r "$reqs" \
+      || die "pip install -r $reqs failed" "read pip's message above; the pins live in $reqs"
+    touch "$target/.complete"
+  fi
+  if [ "$(readlink "$dir" 2>/dev/null)" != "$target" ]; then
+    [ -L "$dir" ] || [ ! -e "$dir" ] || rm -rf "$dir"  # an environment of an earlier layout
+    ln -sfn "$target" "$dir"
+    log "Python environment: $dir -> $target"
+  fi
 }

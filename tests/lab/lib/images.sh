@@ -4,6 +4,8 @@
 # upstream image references and the lab VPS pulls them through its registry-mirrors setting.
 
 LAB_SUITES=(trixie bookworm)
+# Engine-ready VPS images (tests/lab/infra/vps-engine) for the integration tests, which run on trixie.
+LAB_ENGINE_SUITES=(trixie)
 LAB_HASH_LABEL=org.rotor.lab.recipe-hash
 LAB_REGISTRY_HOSTPORT="127.0.0.1:$LAB_REGISTRY_PORT"
 
@@ -153,4 +155,30 @@ build_all_images() {
   for suite in "${LAB_SUITES[@]}"; do
     build_image "$LAB_DIR/infra/vps" "rotor-lab/vps:$suite" --build-arg "SUITE=$suite"
   done
+  for suite in "${LAB_ENGINE_SUITES[@]}"; do
+    build_image "$LAB_DIR/infra/vps-engine" "rotor-lab/vps-engine:$suite" --build-arg "SUITE=$suite" \
+      --build-arg "PACKAGES=$(engine_packages "$suite")"
+  done
+}
+
+# engine_packages SUITE: what the roles install on a VPS of SUITE from the distribution, read from
+# their own files: the docker_host role's engine packages for the release, and every role's
+# *_python_packages and *_ansible_packages default. The engine-ready image installs exactly these.
+engine_packages() {
+  python3 - "$LAB_DIR/../../roles" "$1" <<'PY'
+import sys
+from pathlib import Path
+
+import yaml
+
+roles, suite = Path(sys.argv[1]), sys.argv[2]
+table = yaml.safe_load((roles / "docker_host" / "vars" / "main.yml").read_text())
+by_release = table["__docker_host_packages_by_source"]["distribution"]
+packages = list(by_release.get(suite, by_release["default"]))
+for defaults in sorted(roles.glob("*/defaults/main.yml")):
+    for name, value in (yaml.safe_load(defaults.read_text()) or {}).items():
+        if name.endswith(("_python_packages", "_ansible_packages")):
+            packages += [p for p in value if p not in packages]
+print(" ".join(packages))
+PY
 }

@@ -8,13 +8,16 @@ LAB_VPS_HTTPS_PORT=${LAB_VPS_HTTPS_PORT:-8443}
 vps_name() { printf '%s-vps-%s\n' "$LAB_PREFIX" "$1"; }
 
 # vps_run NAME SUITE [docker run options...]: start a lab VPS container and wait for systemd.
+# LAB_VPS_IMAGE picks the image: vps (bare, the default) or vps-engine (the engine already installed).
 vps_run() {
-  local name=$1 suite=$2 state _
+  local name=$1 suite=$2 image="rotor-lab/${LAB_VPS_IMAGE:-vps}:$2" state _
   shift 2
+  docker image inspect "$image" >/dev/null 2>&1 \
+    || die "no image $image" "run 'make lab' (tests/lab/lab images) first"
   docker run -d --name "$name" --hostname "$name" --network "$LAB_NETWORK" \
     --privileged --tmpfs /run --tmpfs /run/lock \
     -v "$name-docker:/var/lib/docker" \
-    --label "org.rotor.lab.role=${VPS_ROLE:-vps}" "$@" "rotor-lab/vps:$suite" >/dev/null
+    --label "org.rotor.lab.role=${VPS_ROLE:-vps}" "$@" "$image" >/dev/null
   for _ in $(seq 1 60); do
     state=$(docker exec "$name" systemctl is-system-running 2>/dev/null || true)
     case "$state" in
