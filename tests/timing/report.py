@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """The closing summary of `make up` / `make test`: every stage, integration test module and molecule
 step with its duration next to its budget (tests/timing/budgets.yml), and the ones over budget named.
 

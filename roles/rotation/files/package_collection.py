@@ -1,7 +1,8 @@
-#!/usr/bin/env python3
+# Copyright (c) rotor.vps contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Package this collection on the controller for the VPSs whose installed copy differs from it.
 
-Usage: package_collection.py ROOT [INSTALLED_MANIFEST ...]
+Usage: python3 package_collection.py ROOT [INSTALLED_MANIFEST ...]
 
 ROOT is the collection: a source checkout (galaxy.yml) is built like any release, an installed copy
 (AWX, Galaxy: MANIFEST.json and FILES.json already there) is packed as it is. The checksum of the
