@@ -47,7 +47,7 @@ def _inventory(vps, hosts: dict[str, dict], path: Path) -> Path:
     return path
 
 
-def _ansible_json(cmd: list[str], timeout: int) -> tuple[int, dict, str]:
+def _ansible_json(cmd: list[str], timeout: int) -> tuple[dict, str]:
     env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json",
                ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_NOCOLOR="1")
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=timeout, check=False)
@@ -55,7 +55,7 @@ def _ansible_json(cmd: list[str], timeout: int) -> tuple[int, dict, str]:
         data = json.loads(proc.stdout)
     except ValueError:
         pytest.fail("no JSON from ansible (rc %d): %s %s" % (proc.returncode, proc.stdout[-2000:], proc.stderr[-2000:]))
-    return proc.returncode, data, proc.stdout + proc.stderr
+    return data, proc.stdout + proc.stderr
 
 
 def _failure(result: dict) -> str | None:
@@ -78,7 +78,7 @@ def run_cases(vps, playbook: str | Path, cases: dict[str, dict], tmp: Path, *arg
         rounds += 1
         inventory = _inventory(vps, pending, tmp / ("cases-%d.yml" % time.monotonic_ns()))
         cmd = [ANSIBLE_PLAYBOOK, "-i", str(inventory), str(playbook), "-f", str(len(pending)), *args]
-        _, data, output = _ansible_json(cmd, timeout)
+        data, output = _ansible_json(cmd, timeout)
         own: dict[str, CaseResult] = {}
         for host in pending:
             message, plays = None, []
@@ -121,6 +121,6 @@ def run_module(vps, module: str, runs: list[dict], tmp: Path, *, check: bool = F
     cmd = [ANSIBLE_PLAYBOOK, "-i", str(inventory), str(playbook), "-f", str(max(len(runs), 1))]
     cmd += ["--check"] if check else []
     cmd += ["--diff"] if diff else []
-    _, data, raw = _ansible_json(cmd, timeout)
+    data, raw = _ansible_json(cmd, timeout)
     results = data["plays"][0]["tasks"][0]["hosts"]
     return [dict(results[host], _raw=raw) for host in sorted(hosts)]

@@ -244,7 +244,7 @@ def bad_input(edge_vps, tmp_path_factory):
     """Every BAD_INPUT case on the edge VPS, in as few runs as keep each case's result its own
     (tests/integration/batch.py), with HAProxy's files and worker before and after."""
     before = (edge_vps.digest(BAD_INPUT_PATHS), edge_vps.worker_pid())
-    cases = {case: dict(edge_vps.variables, **variables) for case, variables, _ in BAD_INPUT}
+    cases = {case: dict(edge_vps.variables, **variables) for case, variables, _words in BAD_INPUT}
     results = run_cases(edge_vps, edge_vps.PLAYBOOK, cases, tmp_path_factory.mktemp("cases"), timeout=300)
     return before, results, (edge_vps.digest(BAD_INPUT_PATHS), edge_vps.worker_pid())
 

@@ -281,7 +281,7 @@ BAD_INPUT = [
 def bad_input(rotor, tmp_path_factory):
     """Every BAD_INPUT case at the same time (one run, a fork each), with the containers and files before and after."""
     before = (rotor.containers(), rotor.files())
-    runs = [dict(BASE, state="rotated", **overrides) for overrides, _ in BAD_INPUT]
+    runs = [dict(BASE, state="rotated", **overrides) for overrides, _message in BAD_INPUT]
     results = run_module(rotor.vps, "rotor.vps.haproxy_rotate", runs, tmp_path_factory.mktemp("cases"))
     return before, results, (rotor.containers(), rotor.files())
 

@@ -257,7 +257,7 @@ def bad_input(vps, tmp_path_factory):
     with what a run could change before and after."""
     before = state(vps)
     base = dict(vps.variables, rotation_services=[WEB], rotation_mode="external")
-    cases = {case: dict(base, **variables) for case, variables, _ in BAD_INPUT}
+    cases = {case: dict(base, **variables) for case, variables, _words in BAD_INPUT}
     results = run_cases(vps, PLAYBOOK, cases, tmp_path_factory.mktemp("cases"))
     return before, results, state(vps)
 

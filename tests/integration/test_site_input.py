@@ -74,7 +74,7 @@ def bad_input(fresh_vps, tmp_path_factory):
     """Every BAD_INPUT case against the fresh VPS, in as few runs as keep each case's result its own
     (tests/integration/batch.py), with the VPS's state before and after."""
     before = fresh_vps.snapshot()
-    cases = {case: variables for case, variables, _ in BAD_INPUT}
+    cases = {case: variables for case, variables, _words in BAD_INPUT}
     results = run_cases(fresh_vps, ROOT / "playbooks" / "site.yml", cases, tmp_path_factory.mktemp("cases"),
                         timeout=300)
     return before, results, fresh_vps.snapshot()

@@ -68,8 +68,8 @@ def table(title: str, rows, budgets: dict, over: list) -> list[str]:
         if budget is not None and seconds > budget:
             flag = "  OVER BUDGET"
             over.append("%s %s (%ds > %ds)" % (title.split()[0].lower(), name, seconds, budget))
-        lines.append("  %-34s %8d %8s%s%s" % (name, round(seconds), budget if budget is not None else "-",
-                                             ("  " + note) if note else "", flag))
+        shown = budget if budget is not None else "-"
+        lines.append("  %-34s %8d %8s%s%s" % (name, round(seconds), shown, ("  " + note) if note else "", flag))
     return lines
 
 
@@ -85,7 +85,7 @@ def main() -> int:
     over: list[str] = []
     out = ["", "==> Timing summary (budgets: %s)" % args.budgets.relative_to(ROOT)]
     out += table("Stages", [(n, s, r) for n, (s, r) in stages.items()], budgets.get("stages", {}), over)
-    out.append("  %-34s %8d" % ("total", sum(s for s, _ in stages.values())))
+    out.append("  %-34s %8d" % ("total", sum(seconds for seconds, _result in stages.values())))
     modules = module_times(ROOT / ".cache" / "junit" / "integration.xml") if "integration" in stages else {}
     if modules:
         rows = [(n, s, "%d tests%s" % (t, ", %d failed" % f if f else "")) for n, (s, t, f) in modules.items()]
@@ -95,7 +95,7 @@ def main() -> int:
         out += table("Molecule steps", [(n, s, "") for n, s in steps.items()], budgets.get("molecule", {}), over)
     out.append("")
     out.append("over budget: %s" % ("; ".join(over) if over else "none"))
-    passed = sum(1 for _, r in stages.values() if r == "ok")
+    passed = sum(1 for _seconds, result in stages.values() if result == "ok")
     out.append("stages: %d passed, %d failed" % (passed, len(stages) - passed))
     print("\n".join(out))
     return 0

@@ -7,8 +7,9 @@ Usage: python3 package_collection.py ROOT [INSTALLED_MANIFEST ...]
 ROOT is the collection: a source checkout (galaxy.yml) is built like any release, an installed copy
 (AWX, Galaxy: MANIFEST.json and FILES.json already there) is packed as it is. The checksum of the
 package's FILES.json identifies its content; INSTALLED_MANIFEST are the MANIFEST.json files of the
-copies the VPSs have, base64-encoded as slurp reads them ("" where there is none). Prints one JSON object: "sha256" of the package, and "package" (its path in a new
-temporary directory, "build_dir", which the caller removes) only when some VPS needs it; when
+copies the VPSs have, base64-encoded as slurp reads them ("" where there is none). Prints one JSON
+object: "sha256" of the package, and "package" (its path in a new temporary directory,
+"build_dir", which the caller removes) only when some VPS needs it; when
 every VPS has this content already, nothing is left behind.
 """
 
