@@ -445,14 +445,16 @@ class DataVps(ConvergedVps):
 
     BASELINE_DIR = "/root/rotor-baseline"
     TENANT_FILES = ("databases.ini", "userlist.txt")
+    DATABASES_SQL = "SELECT datname FROM pg_database ORDER BY 1"
+    ROLES_SQL = "SELECT rolname FROM pg_roles WHERE rolname !~ '^pg_' ORDER BY 1"
 
     def after_first_converge(self) -> None:
         """Keep the tenants' files as the roles left them: a reset puts them back."""
         files = " ".join("%s/%s" % (self.variables["pgbouncer_config_dir"], f) for f in self.TENANT_FILES)
         proc = self.sh("mkdir -p %s && cp -p %s %s/" % (self.BASELINE_DIR, files, self.BASELINE_DIR))
         assert proc.returncode == 0, proc.stderr
-        self.baseline_databases = set(self._names("SELECT datname FROM pg_database"))
-        self.baseline_roles = set(self._names("SELECT rolname FROM pg_roles WHERE rolname !~ '^pg_'"))
+        self.baseline_databases = set(self._names(self.DATABASES_SQL))
+        self.baseline_roles = set(self._names(self.ROLES_SQL))
 
     def _names(self, sql: str) -> list[str]:
         proc = self.psql(sql, via="postgres")
@@ -467,8 +469,8 @@ class DataVps(ConvergedVps):
             "docker ps -a --format '{{.Names}} {{.Image}} {{.State}}' | sort; "
             "docker network ls --format '{{.Name}} {{.Driver}}' | sort; docker volume ls -q | sort"
             % (config, config, self.variables["postgres_data_dir"], self.variables["postgres_data_dir"], config)).stdout
-        databases = self.psql("SELECT datname FROM pg_database ORDER BY 1", via="postgres")
-        roles = self.psql("SELECT rolname FROM pg_roles WHERE rolname !~ '^pg_' ORDER BY 1", via="postgres")
+        databases = self.psql(self.DATABASES_SQL, via="postgres")
+        roles = self.psql(self.ROLES_SQL, via="postgres")
         pools = self.admin("SHOW DATABASES")
         return "\n".join([files, databases.stdout + databases.stderr, roles.stdout + roles.stderr,
                           "pools: " + " ".join(sorted(line.split("\t")[0] for line in pools.stdout.splitlines()))])
@@ -482,9 +484,9 @@ class DataVps(ConvergedVps):
                        % (self.POSTGRES, self.PGBOUNCER, self.BASELINE_DIR, config, config))
         assert proc.returncode == 0, proc.stderr
         self._reconverge()
-        for name in sorted(set(self._names("SELECT datname FROM pg_database")) - self.baseline_databases):
+        for name in sorted(set(self._names(self.DATABASES_SQL)) - self.baseline_databases):
             assert self.psql('DROP DATABASE "%s" WITH (FORCE)' % name, via="postgres").returncode == 0, name
-        for name in sorted(set(self._names("SELECT rolname FROM pg_roles WHERE rolname !~ '^pg_'")) - self.baseline_roles):
+        for name in sorted(set(self._names(self.ROLES_SQL)) - self.baseline_roles):
             assert self.psql('DROP ROLE "%s"' % name, via="postgres").returncode == 0, name
         proc = self.admin("RELOAD")
         assert proc.returncode == 0, proc.stdout + proc.stderr
