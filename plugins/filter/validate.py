@@ -1,9 +1,10 @@
 # Copyright (c) rotor.vps contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Filters that expose the collection's input rules to roles."""
+"""Filters that expose the collection's input rules to roles; the rules live in module_utils."""
 
 from __future__ import annotations
 
+from ansible_collections.rotor.vps.plugins.module_utils._role_input import haproxy_input_errors, role_input_errors
 from ansible_collections.rotor.vps.plugins.module_utils._validate import (
     network_errors,
     tmpfs_mount_options,
@@ -16,7 +17,9 @@ class FilterModule:
 
     def filters(self):
         return {
+            "haproxy_input_errors": haproxy_input_errors,
             "network_errors": network_errors,
+            "role_input_errors": role_input_errors,
             "tmpfs_volume_errors": tmpfs_volume_errors,
             "tmpfs_mount_options": tmpfs_mount_options,
         }

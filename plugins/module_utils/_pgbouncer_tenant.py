@@ -32,16 +32,20 @@ from ansible_collections.rotor.vps.plugins.module_utils._pgbouncer_ini import (
     userlist_entries,
 )
 from ansible_collections.rotor.vps.plugins.module_utils._scram import is_verifier, make_verifier, verifier_matches
-from ansible_collections.rotor.vps.plugins.module_utils._validate import hostname_errors
+from ansible_collections.rotor.vps.plugins.module_utils._validate import (
+    hostname_errors,
+    one_line_errors,
+    port_errors,
+    setting_name_errors,
+    socket_dir_errors,
+    whole_number_errors,
+)
 
 POOL_MODES = ("session", "transaction", "statement")
 # Keys the module writes itself; O(options) may not set them (or a password, which would be plaintext).
 MANAGED_KEYS = frozenset(("host", "port", "dbname", "pool_size", "reserve_pool", "reserve_pool_size",
                           "max_db_connections", "pool_mode"))
 FORBIDDEN_OPTION_KEYS = frozenset(("password", "user", "auth_user", "auth_query", "auth_dbname"))
-_OPTION_KEY_RE = re.compile(r"[a-z][a-z0-9_]{0,62}")
-# A unix socket directory as PgBouncer's host (a value starting with /): plain path components only.
-_SOCKET_DIR_RE = re.compile(r"(/[A-Za-z0-9_.-]+)+")
 NEW_FILE_MODE = 0o640
 BACKUP_DIR = "backup"
 MASK = "********"
@@ -101,17 +105,13 @@ class Settings:
 
 def _int_errors(params: dict, key: str, minimum: int) -> list[str]:
     value = params.get(key)
-    if value is None:
-        return []
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        return ["%s: %r must be a whole number of at least %d" % (key, value, minimum)]
-    return []
+    return [] if value is None else whole_number_errors(value, key, minimum)
 
 
 def _host_errors(host: object) -> list[str]:
     """PgBouncer's host: a host name, or (starting with /) the directory of PostgreSQL's unix socket."""
     if isinstance(host, str) and host.startswith("/"):
-        if not _SOCKET_DIR_RE.fullmatch(host) or any(part in (".", "..") for part in host.split("/")):
+        if socket_dir_errors(host, "host"):
             return ["host: %r must be a host name, or the absolute path of PostgreSQL's socket directory "
                     "(letters, digits, '.', '_', '-'; no '.' or '..' components)" % (host,)]
         return []
@@ -129,9 +129,7 @@ def input_errors(params: dict) -> list[str]:
         errors += _int_errors(params, key, 0)
     errors += _int_errors(params, "max_connections", 1)
     errors += _int_errors(params, "default_pool_size", 1)
-    port = params.get("port")
-    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-        errors.append("port: %r must be a TCP port, 1 to 65535" % (port,))
+    errors += port_errors(params.get("port"), "port")
     errors += _host_errors(params.get("host"))
     errors += _option_errors(params.get("options") or {})
     if params.get("state", "present") == "present":
@@ -157,9 +155,9 @@ def _option_errors(options: object) -> list[str]:
         return ["options: must be a dict of connection settings, got %s" % type(options).__name__]
     errors = []
     for key, value in options.items():
-        if not isinstance(key, str) or not _OPTION_KEY_RE.fullmatch(key):
-            errors.append("options: setting name %r must be a lowercase letter, then lowercase letters, digits "
-                          "and '_'" % (key,))
+        problems = setting_name_errors(key, "options")
+        if problems:
+            errors += problems
         elif key in MANAGED_KEYS:
             errors.append("options: %r is set by its own option of this module, not through options" % key)
         elif key in FORBIDDEN_OPTION_KEYS:
@@ -167,8 +165,8 @@ def _option_errors(options: object) -> list[str]:
                           "verifier, and a password here would be plaintext on disk" % key)
         elif isinstance(value, bool) or not isinstance(value, (str, int)):
             errors.append("options: the value of %r must be a string or a whole number" % key)
-        elif any(char in str(value) for char in "\n\r\x00"):
-            errors.append("options: the value of %r must not contain a line break or NUL character" % key)
+        else:
+            errors += one_line_errors(value, "options.%s" % key)
     return errors
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from typing import Optional
 
 # Docker's own rule for network and volume names.
 DOCKER_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
@@ -207,4 +208,161 @@ def tmpfs_mount_errors(mounts: list[dict], where: str = "tmpfs") -> list[str]:
         if not isinstance(path, str) or not path.startswith("/") or path == "/" or any(c in path for c in ",: \n"):
             errors.append("%s.path: %r must be an absolute path other than / without ',', ':' or spaces" % (item, path))
         errors += _tmpfs_option_errors(mount, item)
+        for key in ("uid", "gid"):
+            if mount.get(key) is not None:
+                errors += whole_number_errors(mount[key], "%s.%s" % (item, key), 0)
     return errors + duplicate_errors(mounts, "path", where)
+
+
+def is_int(value: object) -> bool:
+    """A whole number that is not a boolean (YAML's ``yes`` must not pass as 1)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def whole_number_errors(value: object, where: str, minimum: int = 0, maximum: Optional[int] = None,
+                        hint: str = "") -> list[str]:
+    """Check a whole number from ``minimum`` (to ``maximum``); ``hint`` says what a special value means."""
+    if is_int(value) and value >= minimum and (maximum is None or value <= maximum):
+        return []
+    if maximum is None:
+        return ["%s: %r must be a whole number of at least %d%s" % (where, value, minimum, hint)]
+    return ["%s: %r must be a whole number from %d to %d%s" % (where, value, minimum, maximum, hint)]
+
+
+def port_errors(value: object, where: str, *, minimum: int = 1, allow_zero: bool = False) -> list[str]:
+    """Check a TCP port (``minimum`` to 65535; 0 too when ``allow_zero``, which turns it off)."""
+    if allow_zero and value == 0 and is_int(value):
+        return []
+    return whole_number_errors(value, where, minimum, 65535, " (0 turns it off)" if allow_zero else "")
+
+
+# HAProxy's time format: a whole number with an optional unit (milliseconds without one), above 0.
+HAPROXY_TIME_RE = re.compile(r"^([0-9]+)(us|ms|s|m|h|d)?$")
+
+
+def haproxy_time_errors(value: object, where: str) -> list[str]:
+    """Check an HAProxy time such as ``5s`` or ``1500ms``; zero is refused (HAProxy reads it as "never")."""
+    text = str(value) if is_int(value) else value
+    match = HAPROXY_TIME_RE.fullmatch(text) if isinstance(text, str) else None
+    if not match:
+        return ["%s: %r must be an HAProxy time: a whole number with an optional unit us, ms, s, m, h or d (e.g. 5s)"
+                % (where, value)]
+    if int(match.group(1)) == 0:
+        return ["%s: %r must be longer than zero" % (where, value)]
+    return []
+
+
+# Backend names become HAProxy section names and file names (conf.d/<name>.cfg): keep them plain.
+BACKEND_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+BACKEND_NAME_MAX = 64
+
+
+def backend_name_errors(name: object, where: str) -> list[str]:
+    """Check an HAProxy backend name (letters, digits, '_', '.', '-'; no ':'; at most 64 characters)."""
+    if not isinstance(name, str) or not name:
+        return ["%s: a name is required" % where]
+    if len(name) > BACKEND_NAME_MAX or not BACKEND_NAME_RE.fullmatch(name):
+        return ["%s: %r must start with a letter or digit, contain only letters, digits, '_', '.' and '-', "
+                "and be at most %d characters" % (where, name, BACKEND_NAME_MAX)]
+    return []
+
+
+# A health check path: it goes into HAProxy's configuration and into HTTP requests as it is.
+HEALTH_PATH_RE = re.compile(r"^/[^\s\"'\\]*$")
+
+
+def health_path_errors(path: object, where: str) -> list[str]:
+    """Check a health check path (starts with '/', no spaces, quotes or backslashes)."""
+    if not isinstance(path, str) or not HEALTH_PATH_RE.fullmatch(path):
+        return ["%s: %r must start with / and contain no spaces, quotes or backslashes" % (where, path)]
+    return []
+
+
+# Docker's memory limit: bytes with an optional b, k, m or g suffix, at least Docker's minimum of 6 MiB.
+MEMORY_RE = re.compile(r"^([1-9][0-9]*)([bkmg]?)$", re.IGNORECASE)
+MEMORY_MIN = 6 * 1024**2
+_MEMORY_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def memory_errors(value: object, where: str) -> list[str]:
+    """Check a container memory limit such as ``128m`` (Docker refuses less than 6m)."""
+    match = MEMORY_RE.fullmatch(value.strip()) if isinstance(value, str) else None
+    if not match:
+        return ["%s: %r must be a positive whole number with an optional b, k, m or g suffix (e.g. 128m)"
+                % (where, value)]
+    if int(match.group(1)) * _MEMORY_UNITS[match.group(2).lower()] < MEMORY_MIN:
+        return ["%s: %r is below Docker's minimum memory limit of 6m" % (where, value)]
+    return []
+
+
+def positive_number_errors(value: object, where: str, example: str = "0.5") -> list[str]:
+    """Check a number greater than 0, such as a CPU limit."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        return ["%s: %r must be a number greater than 0 (e.g. %s)" % (where, value, example)]
+    return []
+
+
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def env_errors(env: object, where: str) -> list[str]:
+    """Check the names of environment variables (the values are secrets and never echoed)."""
+    if not isinstance(env, dict):
+        return ["%s: must be a mapping of variable names to values" % where]
+    return ["%s: %r is not a valid environment variable name (letters, digits, '_'; not starting with a digit)"
+            % (where, key) for key in env if not isinstance(key, str) or not ENV_NAME_RE.fullmatch(key)]
+
+
+def duration_errors(value: object, where: str, *, allow_zero: bool = False) -> list[str]:
+    """Check a duration such as ``30m`` (``0`` too when ``allow_zero``)."""
+    if allow_zero and str(value).strip() == "0":
+        return []
+    try:
+        duration_seconds(value)
+    except ValueError as exc:
+        return ["%s: %s" % (where, exc)]
+    return []
+
+
+# What an OnCalendar expression is made of; systemd-analyze calendar has the final word on the host.
+CALENDAR_RE = re.compile(r"^[A-Za-z0-9*:/,.~+ -]+$")
+
+
+def calendar_errors(value: object, where: str) -> list[str]:
+    """Check a systemd OnCalendar expression (its characters; the host's systemd checks the rest)."""
+    if not isinstance(value, str) or not CALENDAR_RE.fullmatch(value.strip()):
+        return ["%s: %r must be a systemd OnCalendar expression such as 'hourly', '*-*-* 00/6:00:00' or '*:0/15'"
+                % (where, value)]
+    return []
+
+
+# A unix socket directory (PgBouncer's host starting with /): plain path components only.
+SOCKET_DIR_RE = re.compile(r"^(/[A-Za-z0-9_.-]+)+$")
+
+
+def socket_dir_errors(path: object, where: str) -> list[str]:
+    """Check the absolute path of a unix socket directory (no '.' or '..' components)."""
+    if (not isinstance(path, str) or not SOCKET_DIR_RE.fullmatch(path)
+            or any(part in (".", "..") for part in path.split("/"))):
+        return ["%s: %r must be an absolute path of letters, digits, '.', '_' and '-' (no '.' or '..' components)"
+                % (where, path)]
+    return []
+
+
+# A setting name of an INI-style configuration (pgbouncer.ini, a connection string).
+SETTING_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
+
+def setting_name_errors(name: object, where: str) -> list[str]:
+    """Check a setting name: a lowercase letter, then lowercase letters, digits and '_'."""
+    if not isinstance(name, str) or not SETTING_NAME_RE.fullmatch(name):
+        return ["%s: setting name %r must be a lowercase letter, then lowercase letters, digits and '_'"
+                % (where, name)]
+    return []
+
+
+def one_line_errors(value: object, where: str) -> list[str]:
+    """Check a value written into a configuration file: one line, no NUL."""
+    if any(char in str(value) for char in "\n\r\x00"):
+        return ["%s: must be one line (no line breaks or NUL characters)" % where]
+    return []

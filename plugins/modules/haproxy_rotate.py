@@ -306,57 +306,15 @@ from ansible_collections.rotor.vps.plugins.module_utils._haproxy_rotate import (
 )
 from ansible_collections.rotor.vps.plugins.module_utils._haproxy_runtime import HaproxyError, HaproxyRuntime
 from ansible_collections.rotor.vps.plugins.module_utils._host_lock import LockTimeout
-from ansible_collections.rotor.vps.plugins.module_utils._validate import (
-    docker_name_errors,
-    duration_seconds,
-    hostname_errors,
-    service_name_errors,
-    tmpfs_mount_errors,
-)
+from ansible_collections.rotor.vps.plugins.module_utils._validate import duration_seconds
 from ansible_collections.rotor.vps.plugins.module_utils._web_container import ContainerError, Docker, WebSpec
+from ansible_collections.rotor.vps.plugins.module_utils._web_service import SERVICE_SPEC, service_errors
 
 # Checked without importing it, so a missing SDK is reported before anything else happens.
 HAS_DOCKER = importlib.util.find_spec("docker") is not None
 
-HAPROXY_TIME = r"^[0-9]+(us|ms|s|m|h|d)?$"
-
-TMPFS_SPEC = dict(
-    path=dict(type="str", required=True), size=dict(type="str", required=True), mode=dict(type="str"),
-    uid=dict(type="int"), gid=dict(type="int"), noexec=dict(type="bool", default=True),
-    nosuid=dict(type="bool", default=True), nodev=dict(type="bool", default=True),
-)
-
 ARGUMENT_SPEC = dict(
-    service=dict(type="str", required=True),
-    backend=dict(type="str", required=True),
-    state=dict(type="str", default="present", choices=["present", "rotated", "absent"]),
-    image=dict(type="str"),
-    pull=dict(type="bool", default=True),
-    replicas=dict(type="int", default=2),
-    max_age=dict(type="str"),
-    port=dict(type="int", default=8080),
-    health_path=dict(type="str", default="/healthz"),
-    env=dict(type="dict", default={}, no_log=True),
-    networks=dict(type="list", elements="str", default=["app"]),
-    tmpfs=dict(type="list", elements="dict", default=[], options=TMPFS_SPEC),
-    memory=dict(type="str"),
-    cpus=dict(type="float"),
-    pids_limit=dict(type="int"),
-    read_only=dict(type="bool", default=True),
-    cap_drop=dict(type="list", elements="str", default=["ALL"]),
-    cap_add=dict(type="list", elements="str", default=[]),
-    user=dict(type="str"),
-    labels=dict(type="dict", default={}),
-    routes=dict(type="list", elements="str"),
-    check_interval=dict(type="str", default="2s"),
-    check_fast_interval=dict(type="str", default="50ms"),
-    check_rise=dict(type="int", default=2),
-    check_fall=dict(type="int", default=2),
-    healthy_timeout=dict(type="int", default=60),
-    up_timeout=dict(type="int", default=30),
-    drain_timeout=dict(type="int", default=30),
-    stop_timeout=dict(type="int", default=10),
-    lock_timeout=dict(type="int", default=300),
+    SERVICE_SPEC,
     lock_dir=dict(type="path", default="/run/lock/rotor"),
     audit_log=dict(type="path", default="/var/log/rotor/rotation.jsonl"),
     metrics_dir=dict(type="path", default="/var/lib/rotor/metrics"),
@@ -366,46 +324,6 @@ ARGUMENT_SPEC = dict(
     haproxy_config_mount=dict(type="path", default="/usr/local/etc/haproxy"),
     docker_host=dict(type="str", default="unix:///var/run/docker.sock"),
 )
-
-
-def input_errors(p: dict) -> list:
-    """Every rule the options break, each naming the option; empty when the input is valid."""
-    import re
-
-    errors = service_name_errors(p["service"], "service") + docker_name_errors(p["backend"], "backend")
-    if p["state"] != "absent" and not p["image"]:
-        errors.append("image: required unless state is absent")
-    if p["replicas"] < 1:
-        errors.append("replicas: %d must be at least 1 (use state=absent to remove the service)" % p["replicas"])
-    if not 1 <= p["port"] <= 65535:
-        errors.append("port: %d must be between 1 and 65535" % p["port"])
-    if not p["health_path"].startswith("/") or any(c.isspace() for c in p["health_path"]):
-        errors.append("health_path: %r must start with '/' and contain no spaces" % p["health_path"])
-    if p["max_age"] is not None:
-        try:
-            duration_seconds(p["max_age"])
-        except ValueError as exc:
-            errors.append("max_age: %s" % exc)
-    if not p["networks"]:
-        errors.append("networks: at least one network is required (HAProxy reaches the containers on the first)")
-    for index, network in enumerate(p["networks"]):
-        errors += docker_name_errors(network, "networks[%d]" % index)
-    errors += tmpfs_mount_errors(p["tmpfs"], "tmpfs")
-    if p["memory"] is not None and not re.fullmatch(r"[1-9][0-9]*[kmg]?", p["memory"].lower()):
-        errors.append("memory: %r must be a size such as 128m or 1g" % p["memory"])
-    if p["cpus"] is not None and p["cpus"] <= 0:
-        errors.append("cpus: must be greater than 0")
-    for index, host in enumerate(p["routes"] or []):
-        errors += hostname_errors(host, "routes[%d]" % index)
-    for key in ("check_interval", "check_fast_interval"):
-        if not re.fullmatch(HAPROXY_TIME, p[key]):
-            errors.append("%s: %r must be an HAProxy time such as 2s or 200ms" % (key, p[key]))
-    for key in ("check_rise", "check_fall", "healthy_timeout", "up_timeout", "stop_timeout", "lock_timeout"):
-        if p[key] < 1:
-            errors.append("%s: %d must be at least 1" % (key, p[key]))
-    if p["drain_timeout"] < 0:
-        errors.append("drain_timeout: %d must not be negative" % p["drain_timeout"])
-    return errors
 
 
 def default_actor() -> str:
@@ -445,7 +363,7 @@ def main() -> None:
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     if not HAS_DOCKER:
         module.fail_json(msg=missing_required_lib("docker (python3-docker)"))
-    errors = input_errors(module.params)
+    errors = service_errors(module.params)
     if errors:
         module.fail_json(msg="Invalid input, nothing was changed: " + "; ".join(errors), errors=errors)
 
