@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import os
 import tempfile
+from dataclasses import dataclass
 from typing import Optional
+
+# A file a module creates: readable by root and by the group of its directory (the service's).
+NEW_FILE_MODE = 0o640
 
 
 def atomic_write(path: str, data: str, *, mode: int = 0o644, uid: Optional[int] = None,
@@ -47,3 +51,39 @@ def read_text(path: str) -> Optional[str]:
             return handle.read()
     except FileNotFoundError:
         return None
+
+
+@dataclass
+class FileState:
+    """A file's text and its mode and owner, to rewrite or restore it exactly (text None: it did not exist).
+
+    Rewriting through it keeps whatever mode and owner the role gave the file; a file that did not
+    exist is created ``NEW_FILE_MODE``, root-owned, in its directory's group.
+    """
+
+    path: str
+    text: Optional[str]
+    mode: int = NEW_FILE_MODE
+    uid: int = 0
+    gid: int = 0
+
+    @classmethod
+    def read(cls, path: str) -> "FileState":
+        text = read_text(path)
+        if text is None:
+            parent = os.stat(os.path.dirname(path))
+            return cls(path, None, NEW_FILE_MODE, 0, parent.st_gid)
+        info = os.stat(path)
+        return cls(path, text, info.st_mode & 0o7777, info.st_uid, info.st_gid)
+
+    def write(self, text: str) -> None:
+        atomic_write(self.path, text, mode=self.mode, uid=self.uid, gid=self.gid)
+
+    def restore(self) -> None:
+        if self.text is None:
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+        else:
+            self.write(self.text)

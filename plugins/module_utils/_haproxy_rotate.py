@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Optional
 
-from ansible_collections.rotor.vps.plugins.module_utils._atomic_file import atomic_write, read_text
+from ansible_collections.rotor.vps.plugins.module_utils._atomic_file import FileState, read_text
 from ansible_collections.rotor.vps.plugins.module_utils._audit import append_audit, update_metrics
 from ansible_collections.rotor.vps.plugins.module_utils._haproxy_files import (
     BackendFile,
@@ -435,13 +435,14 @@ class Rotation:
 
     def _write_servers(self, *, add: Optional[Server] = None, remove: Optional[str] = None) -> None:
         path = self.settings.backend_file
-        current = BackendFile.parse(read_text(path) or "", path)
+        state = FileState.read(path)
+        current = BackendFile.parse(state.text or "", path)
         servers = [srv for srv in current.servers if srv.name not in (remove, add.name if add else None)]
         if add is not None:
             servers.append(add)
         updated = current.with_servers(servers)
         if updated != current:
-            atomic_write(path, updated.render(), mode=0o644)
+            state.write(updated.render())
 
     def _discard(self, new: WebContainer) -> None:
         """Undo a new container that did not make it: out of HAProxy, out of the file, removed."""
@@ -459,8 +460,8 @@ class Rotation:
         if not (plan.route_updates or plan.route_removals):
             return
         with HostLock(os.path.join(s.lock_dir, "haproxy-hosts-map.lock"), s.lock_timeout, "the HAProxy host map"):
-            text = read_text(s.map_file) or ""
-            atomic_write(s.map_file, render_map(text, plan.route_updates, plan.route_removals), mode=0o644)
+            state = FileState.read(s.map_file)
+            state.write(render_map(state.text or "", plan.route_updates, plan.route_removals))
             live = self.runtime.map_entries(s.map_ref)
             for host, backend in sorted(plan.route_updates.items()):
                 self.runtime.set_map(s.map_ref, host, backend, exists=host in live)

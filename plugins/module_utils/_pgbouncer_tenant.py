@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Optional, Protocol
 
-from ansible_collections.rotor.vps.plugins.module_utils._atomic_file import atomic_write, read_text
+from ansible_collections.rotor.vps.plugins.module_utils._atomic_file import FileState, atomic_write
 from ansible_collections.rotor.vps.plugins.module_utils._host_lock import HostLock
 from ansible_collections.rotor.vps.plugins.module_utils._pgbouncer_ini import (
     databases,
@@ -46,7 +46,6 @@ POOL_MODES = ("session", "transaction", "statement")
 MANAGED_KEYS = frozenset(("host", "port", "dbname", "pool_size", "reserve_pool", "reserve_pool_size",
                           "max_db_connections", "pool_mode"))
 FORBIDDEN_OPTION_KEYS = frozenset(("password", "user", "auth_user", "auth_query", "auth_dbname"))
-NEW_FILE_MODE = 0o640
 BACKUP_DIR = "backup"
 MASK = "********"
 
@@ -379,39 +378,6 @@ def live_mismatch(settings: Settings, live: dict[str, dict[str, Any]], users: se
     if settings.user not in users:
         return "SHOW USERS does not list %s after RELOAD" % settings.user
     return None
-
-
-@dataclass
-class FileState:
-    """A file's text and its mode and owner, to restore it exactly (text None: it did not exist)."""
-
-    path: str
-    text: Optional[str]
-    mode: int = NEW_FILE_MODE
-    uid: int = 0
-    gid: int = 0
-
-    @classmethod
-    def read(cls, path: str) -> "FileState":
-        text = read_text(path)
-        if text is None:
-            parent = os.stat(os.path.dirname(path))
-            # A new file takes the directory's group: the one PgBouncer reads the directory as.
-            return cls(path, None, NEW_FILE_MODE, 0, parent.st_gid)
-        info = os.stat(path)
-        return cls(path, text, info.st_mode & 0o7777, info.st_uid, info.st_gid)
-
-    def write(self, text: str) -> None:
-        atomic_write(self.path, text, mode=self.mode, uid=self.uid, gid=self.gid)
-
-    def restore(self) -> None:
-        if self.text is None:
-            try:
-                os.unlink(self.path)
-            except FileNotFoundError:
-                pass
-        else:
-            self.write(self.text)
 
 
 def backup(state: FileState, keep: int, stamp: str) -> Optional[str]:

@@ -380,7 +380,8 @@ def main() -> None:
         result.update(changed=plan.changes, actions=plan.actions(),
                       servers=plan.servers_after if module.check_mode else sorted(
                           rotation.runtime.servers(rotation.settings.backend)))
-        result["diff"] = dict(before={"servers": plan.servers_before}, after={"servers": result["servers"]})
+        if module._diff:
+            result["diff"] = dict(before={"servers": plan.servers_before}, after={"servers": result["servers"]})
     except RotationError as exc:
         module.fail_json(msg="haproxy_rotate %s: %s" % (module.params["service"], exc), step=exc.step,
                          replacements=exc.records, changed=bool(exc.records))

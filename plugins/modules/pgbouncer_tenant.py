@@ -334,7 +334,8 @@ ARGUMENT_SPEC = dict(
     login_user=dict(type="str", default="postgres"),
     login_password=dict(type="str", no_log=True),
     login_db=dict(type="str", default="postgres"),
-    set_role_password=dict(type="bool", default=True),
+    # Not a secret (a yes/no switch); said explicitly, since its name looks like one to Ansible.
+    set_role_password=dict(type="bool", default=True, no_log=False),
     max_connections=dict(type="int"),
     connection_reserve=dict(type="int", default=10),
     default_pool_size=dict(type="int", default=20),

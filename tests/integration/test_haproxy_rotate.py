@@ -69,7 +69,9 @@ class Rotor:
         return sorted(out.split("\n")[:-1]) if out.strip() else []
 
     def files(self) -> str:
-        return self.vps.sh("cat %s %s; wc -l < %s 2>/dev/null || echo 0" % (BACKEND_FILE, MAP_FILE, AUDIT)).stdout
+        # Mode and owner too: the module keeps the haproxy role's root:99 0640.
+        return self.vps.sh("stat -c '%%n %%a %%U:%%g' %s %s; cat %s %s; wc -l < %s 2>/dev/null || echo 0"
+                           % (BACKEND_FILE, MAP_FILE, BACKEND_FILE, MAP_FILE, AUDIT)).stdout
 
     def live_servers(self) -> dict:
         """server name -> status, from the running HAProxy's runtime API."""
@@ -135,11 +137,14 @@ def test_present_four_steps(rotor):
 
     applied = rotor.run()
     assert applied["changed"] is True, applied
+    assert "diff" not in applied, "a diff without --diff"
     names = running(rotor.containers())
     assert len(names) == 2 and sorted(applied["servers"]) == names
     assert rotor.live_servers() == {n: "UP" for n in names}
+    files = rotor.files()
     for name in names:
-        assert "server %s " % name in rotor.files()
+        assert "server %s " % name in files
+    assert "%s 640 root:99" % BACKEND_FILE in files and "%s 640 root:99" % MAP_FILE in files, files
     assert {r["result"] for r in applied["replacements"]} == {"ok"}
 
     state = (rotor.containers(), rotor.files())

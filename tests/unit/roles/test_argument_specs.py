@@ -51,4 +51,18 @@ def test_every_option_is_described(role):
                 walk(spec["options"], "%s.%s" % (where, name))
 
     specs = _load(ROLES / role / "meta" / "argument_specs.yml")["argument_specs"]
-    walk(specs["main"]["options"], role)
+    for entry, spec in specs.items():
+        assert spec.get("short_description"), "%s entry point %s has no short_description" % (role, entry)
+        walk(spec.get("options") or {}, "%s/%s" % (role, entry))
+
+
+@pytest.mark.parametrize("role", ROLE_NAMES)
+def test_entry_points_take_the_public_variables_they_document(role):
+    """An entry point other than main documents each option as main does (same type and default)."""
+    specs = _load(ROLES / role / "meta" / "argument_specs.yml")["argument_specs"]
+    main = specs["main"]["options"]
+    for entry, spec in specs.items():
+        for name, option in (spec.get("options") or {}).items():
+            if name in main:
+                assert {k: option.get(k) for k in ("type", "default")} == {
+                    k: main[name].get(k) for k in ("type", "default")}, "%s/%s.%s" % (role, entry, name)

@@ -38,10 +38,11 @@ def test_other_seed_or_password_other_salt(other):
 
 
 def test_known_value():
-    # Pins the derivation: a change would rewrite every deployed userlist line.
-    salt = derived_salt("pw", "seed")
-    assert base64.b64encode(salt).decode() == base64.b64encode(
-        __import__("hmac").new(b"seed", b"pw", "sha256").digest()[:16]).decode()
+    """Pins the derivation and the verifier: a change would rewrite every deployed userlist line."""
+    assert base64.b64encode(derived_salt("pw", "seed")).decode() == "kaVEI6CN4vbbris2Cxu6sw=="
+    assert scram_verifier("pw", "seed") == (
+        "SCRAM-SHA-256$4096:kaVEI6CN4vbbris2Cxu6sw==$B2s/HGdEwruGZJiTzBybvtLsvXUClx3xnK4C4wAAfFw="
+        ":ld5sv7K0GxTzujaMgMZxEOiBJSOSUxG226p+nXW4udY=")
 
 
 @pytest.mark.parametrize("password, seed, message", [

@@ -119,3 +119,52 @@ def test_plan_routes(routes, current, state, updates, removals):
 
 def test_route_conflicts():
     assert route_conflicts(["a.test", "b.test"], {"a.test": "api", "b.test": "web"}, "web") == ["a.test (routed to api)"]
+
+
+class _MapRuntime:
+    """The runtime API calls _apply_routes makes, recorded."""
+
+    def __init__(self):
+        self.calls = []
+
+    def map_entries(self, ref):
+        return {}
+
+    def set_map(self, ref, host, backend, *, exists):
+        self.calls.append(("set", host, backend))
+
+    def del_map(self, ref, host):
+        self.calls.append(("del", host))
+
+
+def _role_made(path, text: str) -> None:
+    """A file as the haproxy role creates it: root, group 99 (HAProxy), 0640."""
+    import os
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    os.chmod(path, 0o640)
+    os.chown(path, os.getuid(), 99)
+
+
+@pytest.mark.skipif(__import__("os").getuid() != 0, reason="changing a file's group to 99 needs root")
+def test_rewritten_files_keep_the_roles_mode_and_owner(tmp_path):
+    """The backend file and the host map stay root:99 0640 after the module rewrites them."""
+    import os
+
+    from ansible_collections.rotor.vps.plugins.module_utils._haproxy_rotate import Plan, Rotation
+
+    backend = tmp_path / "conf.d" / "web.cfg"
+    host_map = tmp_path / "maps" / "hosts.map"
+    _role_made(backend, "backend web\n")
+    _role_made(host_map, "# routes\n")
+    runtime = _MapRuntime()
+    rotation = Rotation(settings(config_dir=str(tmp_path), lock_dir=str(tmp_path)), None, None, runtime)
+    rotation._write_servers(add=Server("web-1", "10.0.0.1:8080", "check"))
+    rotation._apply_routes(Plan(route_updates={"web.lab.test": "web"}))
+    for path in (backend, host_map):
+        info = os.stat(path)
+        assert (info.st_mode & 0o7777, info.st_gid) == (0o640, 99), path
+    assert "server web-1 10.0.0.1:8080 check" in backend.read_text()
+    assert "web.lab.test web" in host_map.read_text()
+    assert runtime.calls == [("set", "web.lab.test", "web")]

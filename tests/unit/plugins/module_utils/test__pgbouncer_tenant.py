@@ -7,12 +7,12 @@ import os
 
 import pytest
 
+from ansible_collections.rotor.vps.plugins.module_utils._atomic_file import FileState
 from ansible_collections.rotor.vps.plugins.module_utils._pgbouncer_ini import IniError, databases, userlist_entries
 from ansible_collections.rotor.vps.plugins.module_utils._pgbouncer_tenant import (
     BudgetError,
     Observed,
     Settings,
-    FileState,
     Tenant,
     TenantError,
     backup,
