@@ -310,6 +310,15 @@ def check_budget(settings: Settings, observed: Observed, config_text: str) -> di
     return result
 
 
+def files_lock(config: str, timeout: float) -> HostLock:
+    """The one lock over PgBouncer's database list and userlist (``<config>.lock``).
+
+    Every writer of either file holds it: tenants (pgbouncer_tenant) and the admin user's line
+    (pgbouncer_user), so concurrent runs apply one after the other and none loses another's line.
+    """
+    return HostLock(config + ".lock", timeout, "PgBouncer's tenant files (%s)" % config)
+
+
 def masked_userlist_line(user: str, verifier: Optional[str]) -> str:
     """A userlist line for diffs and results: the verifier's method only, never the secret."""
     return "" if verifier is None else '"%s" "SCRAM-SHA-256$%s"\n' % (user, MASK)
@@ -414,9 +423,7 @@ class Tenant:
         self.userlist = FileState(settings.userlist, None)
 
     def lock(self) -> HostLock:
-        """One lock for both files: concurrent runs for different tenants apply one after the other."""
-        return HostLock(self.settings.config + ".lock", self.settings.lock_timeout,
-                        "PgBouncer's tenant files (%s)" % self.settings.config)
+        return files_lock(self.settings.config, self.settings.lock_timeout)
 
     def observe(self) -> Observed:
         for path in (self.settings.config, self.settings.userlist):
