@@ -26,7 +26,7 @@ def _template_tasks():
 TASKS = list(_template_tasks())
 
 
-@pytest.mark.parametrize("where,task", TASKS, ids=[t["name"][:40] for _, t in TASKS])
+@pytest.mark.parametrize("where,task", TASKS, ids=[task["name"][:40] for _where, task in TASKS])
 def test_every_configuration_is_validated_before_it_goes_live(where, task):
     if task["name"] in NOT_CONFIGURATION:
         return
@@ -34,5 +34,5 @@ def test_every_configuration_is_validated_before_it_goes_live(where, task):
 
 
 def test_the_exemptions_name_existing_tasks():
-    names = {task["name"] for _, task in TASKS}
+    names = {task["name"] for _where, task in TASKS}
     assert set(NOT_CONFIGURATION) <= names

@@ -73,8 +73,11 @@ def svc(**changes):
             [svc(tmpfs=[{"path": "/t", "size": "8m"}, {"path": "/t", "size": "1m"}])],
             ["rotation_services[0].tmpfs[1].path: '/t' is already used by rotation_services[0].tmpfs[0]"],
         ),
-        ([svc(tmpfs={"path": "/t"})], ["rotation_services[0]: argument 'tmpfs' is of type dict and we were unable to convert to list",
-                                        "rotation_services[0]: missing required arguments: size found in tmpfs"]),
+        (
+            [svc(tmpfs={"path": "/t"})],
+            ["rotation_services[0]: argument 'tmpfs' is of type dict and we were unable to convert to list",
+             "rotation_services[0]: missing required arguments: size found in tmpfs"],
+        ),
         ([svc(interval="every day\nsoon")], ["rotation_services[0].interval: 'every day\\nsoon' must be a systemd OnCalendar"]),
         ([svc(interval="hourly; rm -rf /")], ["rotation_services[0].interval: 'hourly; rm -rf /' must be a systemd OnCalendar"]),
         ([svc(jitter="10 minutes")], ["rotation_services[0].jitter: must be a positive whole number with an optional s, m, h or d suffix"]),

@@ -113,7 +113,7 @@ def role_path(options: dict) -> list:
     messages = []
     for message in errors:
         message = message.replace("rotation_services[0].", "").replace("rotation_services[0]: ", "options: ")
-        head, _, rest = message.partition(":")
+        head, _colon, rest = message.partition(":")
         first = head.split("[")[0].split(".")[0]
         messages.append(head.replace(first, renamed.get(first, first), 1) + ":" + rest
                         if first in renamed else message)

@@ -19,7 +19,7 @@ def run_module(args: dict, *, check: bool = False) -> dict:
     """The module as Ansible runs it: a process reading its arguments from a JSON file."""
     payload = {"ANSIBLE_MODULE_ARGS": dict(args, _ansible_check_mode=check, _ansible_diff=True)}
     proc = subprocess.run([sys.executable, "-m", "ansible_collections.rotor.vps.plugins.modules.pgbouncer_user"],
-                          input=json.dumps(payload), capture_output=True, text=True, timeout=60,
+                          input=json.dumps(payload), capture_output=True, text=True, timeout=60, check=False,
                           env=dict(os.environ, PYTHONPATH=COLLECTIONS))
     return json.loads(proc.stdout)
 
