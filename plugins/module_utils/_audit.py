@@ -1,6 +1,10 @@
 # Copyright (c) rotor.vps contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""What a rotation leaves behind for people and Prometheus: an audit line and textfile metrics."""
+"""What a change leaves behind for people and Prometheus: audit lines and textfile metrics.
+
+The writers are general (any file, any metric families, any labels); the rotation's metric families
+are defined here too, next to their one writer, and later kinds of change add theirs the same way.
+"""
 
 from __future__ import annotations
 
@@ -26,9 +30,48 @@ def append_audit(path: str, record: dict) -> None:
         os.close(fd)
 
 
-_METRIC_RE = re.compile(r'^(rotor_rotation_\w+)\{service="([^"]*)"\}\s+(\S+)$')
+# One sample line of a textfile: name{labels} value.
+_SAMPLE_RE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)$")
 
-_HELP = {
+
+def _labels(labels: dict) -> str:
+    escaped = ('%s="%s"' % (key, str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n"))
+               for key, value in sorted(labels.items()))
+    return "{%s}" % ",".join(escaped)
+
+
+def _number(value: float) -> str:
+    return repr(value) if value % 1 else str(int(value))
+
+
+def read_textfile(path: str, labels: dict) -> dict:
+    """The values of a textfile's samples that carry exactly ``labels``: name -> value."""
+    wanted = _labels(labels)
+    values = {}
+    for line in (read_text(path) or "").splitlines():
+        match = _SAMPLE_RE.match(line)
+        if match and (match.group(2) or "{}") == wanted:
+            try:
+                values[match.group(1)] = float(match.group(3))
+            except ValueError:
+                continue
+    return values
+
+
+def write_textfile(path: str, families: dict, labels: dict, values: dict) -> None:
+    """Write one sample per family (``name -> (type, help)``) for node_exporter's textfile collector.
+
+    Atomic, so the collector never reads half a file; readable by the exporter (0644).
+    """
+    os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+    lines = []
+    for name, (kind, text) in families.items():
+        lines += ["# HELP %s %s" % (name, text), "# TYPE %s %s" % (name, kind),
+                  "%s%s %s" % (name, _labels(labels), _number(values.get(name, 0.0)))]
+    atomic_write(path, "\n".join(lines) + "\n", mode=0o644)
+
+
+ROTATION_METRICS = {
     "rotor_rotation_last_success_timestamp_seconds": ("gauge", "When a replacement of the service last succeeded."),
     "rotor_rotation_last_duration_seconds": ("gauge", "How long the last replacement of the service took."),
     "rotor_rotation_replacements_total": ("counter", "Replacements of the service that succeeded."),
@@ -38,14 +81,11 @@ _HELP = {
 
 
 def update_metrics(directory: str, service: str, *, ok: bool, duration: float, sessions_cut: int = 0) -> None:
-    """Update ``<directory>/rotation_<service>.prom`` for node_exporter's textfile collector."""
-    os.makedirs(directory, mode=0o755, exist_ok=True)
+    """Update ``<directory>/rotation_<service>.prom`` after one replacement of ``service``."""
     path = os.path.join(directory, "rotation_%s.prom" % service)
-    values = {name: 0.0 for name in _HELP}
-    for line in (read_text(path) or "").splitlines():
-        match = _METRIC_RE.match(line)
-        if match and match.group(1) in values and match.group(2) == service:
-            values[match.group(1)] = float(match.group(3))
+    labels = {"service": service}
+    values = dict.fromkeys(ROTATION_METRICS, 0.0)
+    values.update({k: v for k, v in read_textfile(path, labels).items() if k in ROTATION_METRICS})
     values["rotor_rotation_last_duration_seconds"] = round(duration, 3)
     if ok:
         values["rotor_rotation_last_success_timestamp_seconds"] = round(time.time(), 3)
@@ -53,8 +93,4 @@ def update_metrics(directory: str, service: str, *, ok: bool, duration: float, s
     else:
         values["rotor_rotation_failures_total"] += 1
     values["rotor_rotation_sessions_cut_total"] += sessions_cut
-    lines = []
-    for name, (kind, text) in _HELP.items():
-        lines += ["# HELP %s %s" % (name, text), "# TYPE %s %s" % (name, kind),
-                  '%s{service="%s"} %s' % (name, service, repr(values[name]) if values[name] % 1 else int(values[name]))]
-    atomic_write(path, "\n".join(lines) + "\n", mode=0o644)
+    write_textfile(path, ROTATION_METRICS, labels, values)

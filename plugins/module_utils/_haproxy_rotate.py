@@ -20,12 +20,8 @@ from typing import Optional
 
 from ansible_collections.rotor.vps.plugins.module_utils._atomic_file import FileState, read_text
 from ansible_collections.rotor.vps.plugins.module_utils._audit import append_audit, update_metrics
-from ansible_collections.rotor.vps.plugins.module_utils._haproxy_files import (
-    BackendFile,
-    Server,
-    parse_map,
-    render_map,
-)
+from ansible_collections.rotor.vps.plugins.module_utils._haproxy_files import BackendFile, Server
+from ansible_collections.rotor.vps.plugins.module_utils._haproxy_routes import RouteMap, route_changes, route_conflicts
 from ansible_collections.rotor.vps.plugins.module_utils._haproxy_runtime import HaproxyError, HaproxyRuntime
 from ansible_collections.rotor.vps.plugins.module_utils._host_lock import HostLock
 from ansible_collections.rotor.vps.plugins.module_utils._waiter import Waiter, WaitTimeout, elapsed
@@ -36,9 +32,6 @@ from ansible_collections.rotor.vps.plugins.module_utils._web_container import (
     WebSpec,
     http_healthy,
 )
-
-MAP_FILE = "maps/hosts.map"
-
 
 class RotationError(Exception):
     """A step failed; ``step`` names it and the message says what was rolled back."""
@@ -78,12 +71,8 @@ class Settings:
         return os.path.join(self.config_dir, "conf.d", "%s.cfg" % self.backend)
 
     @property
-    def map_file(self) -> str:
-        return os.path.join(self.config_dir, MAP_FILE)
-
-    @property
-    def map_ref(self) -> str:
-        return os.path.join(self.config_mount, MAP_FILE)
+    def route_map(self) -> RouteMap:
+        return RouteMap(self.config_dir, self.config_mount, self.lock_dir, self.lock_timeout)
 
 
 @dataclass
@@ -183,22 +172,14 @@ def make_plan(observed: Observed, settings: Settings, *, now: float) -> Plan:
             plan.steps.append(Step("forget", "its container is gone", server=name))
     # Routes: only managed when given; this backend's routes are exactly the listed hosts.
     if settings.routes is not None or settings.state == "absent":
-        wanted = set(settings.routes or []) if settings.state != "absent" else set()
-        for host in sorted(wanted):
-            if observed.routes.get(host) != settings.backend:
-                plan.route_updates[host] = settings.backend
-        plan.route_removals = {h for h, b in observed.routes.items() if b == settings.backend and h not in wanted}
+        wanted = settings.routes if settings.state != "absent" else None
+        plan.route_updates, plan.route_removals = route_changes(observed.routes, settings.backend, wanted)
     retired = {s.old.name for s in plan.steps if s.kind in ("retire", "replace")} | {
         s.server for s in plan.steps if s.kind == "forget"}
     fresh = ["%s-(new %d)" % (settings.service, i + 1) for i, s in enumerate(
         [s for s in plan.steps if s.kind in ("start", "replace")])]
     plan.servers_after = sorted(n for n in observed.live if n not in retired) + fresh
     return plan
-
-
-def route_conflicts(routes: list, current: dict, backend: str) -> list:
-    """Hosts that already route to another backend: taking them over silently would break that one."""
-    return ["%s (routed to %s)" % (h, current[h]) for h in routes if h in current and current[h] != backend]
 
 
 class Rotation:
@@ -243,7 +224,7 @@ class Rotation:
         if self.spec is not None:
             image_id = self.docker.image_id(self.spec.image, pull=not self.check_mode)
             desired = self.spec.digest(image_id or "")
-        routes = dict(parse_map(read_text(s.map_file) or ""))
+        routes = s.route_map.read()
         return Observed(containers=containers, backend_file=backend_file, live=self.runtime.servers(s.backend),
                         routes=routes, desired_hash=desired, image_present=image_id is not None)
 
@@ -456,18 +437,7 @@ class Rotation:
             pass  # reported by the caller's error; a stray stopped container is removed by the next run
 
     def _apply_routes(self, plan: Plan) -> None:
-        s = self.settings
-        if not (plan.route_updates or plan.route_removals):
-            return
-        with HostLock(os.path.join(s.lock_dir, "haproxy-hosts-map.lock"), s.lock_timeout, "the HAProxy host map"):
-            state = FileState.read(s.map_file)
-            state.write(render_map(state.text or "", plan.route_updates, plan.route_removals))
-            live = self.runtime.map_entries(s.map_ref)
-            for host, backend in sorted(plan.route_updates.items()):
-                self.runtime.set_map(s.map_ref, host, backend, exists=host in live)
-            for host in sorted(plan.route_removals):
-                if host in live:
-                    self.runtime.del_map(s.map_ref, host)
+        self.settings.route_map.apply(self.runtime, plan.route_updates, plan.route_removals)
 
     def _audit(self, record: dict) -> None:
         s = self.settings

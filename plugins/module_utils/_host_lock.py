@@ -9,6 +9,8 @@ import fcntl
 import os
 import time
 
+from ansible_collections.rotor.vps.plugins.module_utils._waiter import Waiter, WaitTimeout
+
 
 class LockTimeout(Exception):
     """Another process held the lock for longer than we were willing to wait."""
@@ -31,24 +33,28 @@ class HostLock:
         os.makedirs(os.path.dirname(self.path), mode=0o755, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         start = time.monotonic()
-        delay = 0.05
-        while True:
+
+        def try_lock() -> bool:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
+                return True
             except OSError as exc:
                 if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                    os.close(fd)
                     raise
-            if time.monotonic() - start >= self.timeout:
-                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-                os.close(fd)
-                raise LockTimeout(
-                    "%s is locked by another run (pid %s, lock file %s); waited %d s (lock_timeout)"
-                    % (self.what, holder, self.path, self.timeout)
-                )
-            time.sleep(delay)
-            delay = min(delay * 2, 0.5)
+                return False
+
+        try:
+            Waiter(initial=0.05, cap=0.5).until(try_lock, bool, what=self.what, timeout=self.timeout)
+        except WaitTimeout:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise LockTimeout(
+                "%s is locked by another run (pid %s, lock file %s); waited %d s (lock_timeout)"
+                % (self.what, holder, self.path, self.timeout)
+            ) from None
+        except OSError:
+            os.close(fd)
+            raise
         self.waited = round(time.monotonic() - start, 3)
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)

@@ -8,8 +8,10 @@ are passed to libpq as parameters, never in a connection string that could end u
 
 from __future__ import annotations
 
-import time
 from typing import Any, Optional
+
+from ansible_collections.rotor.vps.plugins.module_utils._docker_engine import DockerEngine, EngineError
+from ansible_collections.rotor.vps.plugins.module_utils._waiter import Waiter, WaitTimeout
 
 try:
     import psycopg
@@ -111,25 +113,20 @@ class ReloadLog:
     MARK = "RELOAD command issued"
     FAILED = "config file loading failed"
 
-    def __init__(self, *, docker_host: str, container: str, timeout: float = 2.0):
+    def __init__(self, *, docker_host: str, container: str, timeout: float = 2.0, waiter: Optional[Waiter] = None):
         self.docker_host = docker_host
         self.container = container
         self.timeout = timeout
+        self.waiter = waiter or Waiter(initial=0.05, cap=0.05)
 
     def _lines(self, since: float) -> list[str]:
-        import docker  # imported here so the module can report a missing SDK cleanly
-
+        engine = DockerEngine(self.docker_host, timeout=10)
         try:
-            client = docker.DockerClient(base_url=self.docker_host, timeout=10)
-            try:
-                raw = client.containers.get(self.container).logs(stdout=True, stderr=True, since=since)
-            finally:
-                client.close()
-        except docker.errors.NotFound:
-            raise ConsoleError("PgBouncer's container %s does not exist (log_container)" % self.container) from None
-        except docker.errors.DockerException as exc:
-            raise ConsoleError("could not read the log of container %s: %s" % (self.container, exc)) from None
-        return raw.decode("utf-8", errors="replace").splitlines()
+            return engine.logs(self.container, since=since).splitlines()
+        except EngineError as exc:
+            raise ConsoleError("PgBouncer's log_container: %s" % exc) from None
+        finally:
+            engine.close()
 
     def failure(self, since: float) -> Optional[str]:
         """Why the last RELOAD logged after ``since`` failed; None when it loaded cleanly.
@@ -137,17 +134,14 @@ class ReloadLog:
         Waits (at most ``timeout``) for the RELOAD line to reach the log, then reads once more, since
         Docker copies the log asynchronously.
         """
-        deadline = time.monotonic() + self.timeout
-        while True:
-            lines = self._lines(since)
-            marks = [index for index, line in enumerate(lines) if self.MARK in line]
-            if marks:
-                break
-            if time.monotonic() >= deadline:
-                raise ConsoleError("PgBouncer's log (container %s) shows no %r within %.0f s of the reload"
-                                   % (self.container, self.MARK, self.timeout))
-            time.sleep(0.05)
-        time.sleep(0.1)
+        try:
+            self.waiter.until(lambda: self._lines(since), lambda lines: any(self.MARK in line for line in lines),
+                              what="the RELOAD line in PgBouncer's log", timeout=self.timeout)
+        except WaitTimeout:
+            raise ConsoleError("PgBouncer's log (container %s) shows no %r within %.0f s of the reload"
+                               % (self.container, self.MARK, self.timeout)) from None
+        # Docker copies the log asynchronously: read once more for lines logged right after the mark.
+        self.waiter.sleep(0.1)
         lines = self._lines(since)
         marks = [index for index, line in enumerate(lines) if self.MARK in line]
         after = lines[marks[-1] + 1:] if marks else lines

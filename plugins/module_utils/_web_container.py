@@ -18,6 +18,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Optional
 
+from ansible_collections.rotor.vps.plugins.module_utils._docker_engine import DockerEngine, EngineError
 from ansible_collections.rotor.vps.plugins.module_utils._validate import tmpfs_mount_options
 
 LABEL_SERVICE = "org.rotor.vps.service"
@@ -27,8 +28,8 @@ LABEL_SPEC = "org.rotor.vps.spec-hash"
 LABEL_MANAGED = "org.rotor.vps.managed-by"
 
 
-class ContainerError(Exception):
-    """Docker refused an operation or a container did not behave."""
+# The engine's error, under the name the rotation has always raised.
+ContainerError = EngineError
 
 
 @dataclass(frozen=True)
@@ -80,26 +81,8 @@ class WebContainer:
     image_id: str
 
 
-class Docker:
-    """The Docker calls the rotation needs, over the engine's API (python docker SDK)."""
-
-    def __init__(self, base_url: str, timeout: int = 60):
-        import docker  # imported here so the module can report a missing SDK cleanly
-
-        self.client = docker.DockerClient(base_url=base_url, timeout=timeout)
-        self.errors = docker.errors
-
-    def image_id(self, image: str, *, pull: bool) -> Optional[str]:
-        """The ID of the local image for ``image``; pulled first when missing and ``pull`` is set."""
-        try:
-            return self.client.images.get(image).id
-        except self.errors.ImageNotFound:
-            if not pull:
-                return None
-        try:
-            return self.client.images.pull(image).id
-        except self.errors.APIError as exc:
-            raise ContainerError("could not pull image %s: %s" % (image, exc.explanation or exc)) from exc
+class Docker(DockerEngine):
+    """The engine client with what rotated web containers need: list a service's, start one from a spec."""
 
     def service_containers(self, service: str, network: str) -> list:
         """Every container labelled as part of ``service``, oldest first."""
@@ -161,48 +144,6 @@ class Docker:
             raise ContainerError("container %s got no address on network %s" % (name, spec.networks[0]))
         return WebContainer(id=container.id, name=name, running=True, address=address, created=now,
                             generation=generation, spec_hash=spec_hash, image_id=container.attrs.get("Image", ""))
-
-    def state(self, name: str) -> str:
-        """The container's state ("running", "exited", ...) or "missing"."""
-        try:
-            return self.client.containers.get(name).status
-        except self.errors.NotFound:
-            return "missing"
-
-    def logs_tail(self, name: str, lines: int = 5) -> str:
-        try:
-            return self.client.containers.get(name).logs(tail=lines).decode(errors="replace").strip()
-        except self.errors.APIError:
-            return ""
-
-    def signal_stop(self, name: str) -> None:
-        """Send the container its stop signal (the image's STOPSIGNAL, SIGTERM by default) and return.
-
-        It shuts down while the caller goes on; ``remove`` then waits for it.
-        """
-        try:
-            container = self.client.containers.get(name)
-            if container.status == "running":
-                container.kill(signal=container.attrs.get("Config", {}).get("StopSignal") or "SIGTERM")
-        except self.errors.NotFound:
-            return
-        except self.errors.APIError as exc:
-            raise ContainerError("could not signal container %s to stop: %s" % (name, exc.explanation or exc)) from exc
-
-    def remove(self, name: str, *, timeout: int) -> None:
-        """Stop (with the image's stop signal, then SIGKILL after ``timeout`` s) and remove."""
-        try:
-            container = self.client.containers.get(name)
-        except self.errors.NotFound:
-            return
-        try:
-            if container.status == "running":
-                container.stop(timeout=timeout)
-            container.remove(v=True, force=True)
-        except self.errors.NotFound:
-            return
-        except self.errors.APIError as exc:
-            raise ContainerError("could not remove container %s: %s" % (name, exc.explanation or exc)) from exc
 
 
 def http_healthy(address: str, port: int, path: str, timeout: float = 2.0) -> str:

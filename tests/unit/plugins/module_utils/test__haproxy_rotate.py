@@ -9,8 +9,8 @@ from ansible_collections.rotor.vps.plugins.module_utils._haproxy_rotate import (
     Observed,
     Settings,
     make_plan,
-    route_conflicts,
 )
+from ansible_collections.rotor.vps.plugins.module_utils._haproxy_routes import route_conflicts
 from ansible_collections.rotor.vps.plugins.module_utils._haproxy_runtime import ServerStat
 from ansible_collections.rotor.vps.plugins.module_utils._web_container import WebContainer
 

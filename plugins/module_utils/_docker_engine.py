@@ -1,0 +1,98 @@
+# Copyright (c) rotor.vps contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The one Docker engine client of the collection's modules (python docker SDK).
+
+It knows containers and images in general; what a kind of container means (a rotated web
+container, a tenant's PostgREST) lives in the module_utils of that kind, built on this class.
+Every failure is an ``EngineError`` naming the container or image and what Docker said.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+
+class EngineError(Exception):
+    """Docker refused an operation or a container did not behave."""
+
+
+class DockerEngine:
+    """Containers and images over the engine's API at ``base_url`` (``unix:///var/run/docker.sock``)."""
+
+    def __init__(self, base_url: str, timeout: int = 60):
+        import docker  # imported here so a module can report a missing SDK cleanly
+
+        self.client = docker.DockerClient(base_url=base_url, timeout=timeout)
+        self.errors = docker.errors
+
+    def close(self) -> None:
+        self.client.close()
+
+    def image_id(self, image: str, *, pull: bool) -> Optional[str]:
+        """The ID of the local image for ``image``; pulled first when missing and ``pull`` is set."""
+        try:
+            return self.client.images.get(image).id
+        except self.errors.ImageNotFound:
+            if not pull:
+                return None
+        try:
+            return self.client.images.pull(image).id
+        except self.errors.APIError as exc:
+            raise EngineError("could not pull image %s: %s" % (image, exc.explanation or exc)) from exc
+
+    def state(self, name: str) -> str:
+        """The container's state ("running", "exited", ...) or "missing"."""
+        try:
+            return self.client.containers.get(name).status
+        except self.errors.NotFound:
+            return "missing"
+
+    def logs(self, name: str, *, since: Optional[float] = None, tail: Optional[int] = None) -> str:
+        """The container's log (stdout and stderr) since an epoch time, or its last ``tail`` lines."""
+        options = {"stdout": True, "stderr": True}
+        if since is not None:
+            options["since"] = since
+        if tail is not None:
+            options["tail"] = tail
+        try:
+            return self.client.containers.get(name).logs(**options).decode("utf-8", errors="replace")
+        except self.errors.NotFound:
+            raise EngineError("container %s does not exist" % name) from None
+        except self.errors.DockerException as exc:
+            raise EngineError("could not read the log of container %s: %s" % (name, exc)) from None
+
+    def logs_tail(self, name: str, lines: int = 5) -> str:
+        """The last lines of the log, or "" when it cannot be read (for error messages)."""
+        try:
+            return self.logs(name, tail=lines).strip()
+        except EngineError:
+            return ""
+
+    def signal_stop(self, name: str) -> None:
+        """Send the container its stop signal (the image's STOPSIGNAL, SIGTERM by default) and return.
+
+        It shuts down while the caller goes on; ``remove`` then waits for it.
+        """
+        try:
+            container = self.client.containers.get(name)
+            if container.status == "running":
+                container.kill(signal=container.attrs.get("Config", {}).get("StopSignal") or "SIGTERM")
+        except self.errors.NotFound:
+            return
+        except self.errors.APIError as exc:
+            raise EngineError("could not signal container %s to stop: %s" % (name, exc.explanation or exc)) from exc
+
+    def remove(self, name: str, *, timeout: int) -> None:
+        """Stop (with the image's stop signal, then SIGKILL after ``timeout`` s) and remove."""
+        try:
+            container = self.client.containers.get(name)
+        except self.errors.NotFound:
+            return
+        try:
+            if container.status == "running":
+                container.stop(timeout=timeout)
+            container.remove(v=True, force=True)
+        except self.errors.NotFound:
+            return
+        except self.errors.APIError as exc:
+            raise EngineError("could not remove container %s: %s" % (name, exc.explanation or exc)) from exc
