@@ -10,6 +10,9 @@ import os
 import socket
 import stat
 from dataclasses import dataclass
+from typing import Optional
+
+from ansible_collections.rotor.vps.plugins.module_utils._waiter import Waiter, WaitTimeout
 
 
 class HaproxyError(Exception):
@@ -64,6 +67,8 @@ class HaproxyRuntime:
         try:
             sock.connect(self.socket_path)
             sock.sendall(command.encode() + b"\n")
+            # Non-interactive: HAProxy (runtime API or master CLI) answers and closes once we are done writing.
+            sock.shutdown(socket.SHUT_WR)
             chunks = []
             while True:
                 chunk = sock.recv(65536)
@@ -75,6 +80,27 @@ class HaproxyRuntime:
         finally:
             sock.close()
         return b"".join(chunks).decode(errors="replace")
+
+    def answer(self, command: str, *, wait: float = 0, waiter: Optional[Waiter] = None) -> str:
+        """``execute``, retrying the connection for ``wait`` seconds (a container that just started
+        has no socket yet, or a stale one)."""
+        if wait <= 0:
+            return self.execute(command)
+        failures: list = []
+
+        def attempt() -> Optional[str]:
+            try:
+                return self.execute(command)
+            except HaproxyError as exc:
+                failures.append(exc)
+                return None
+
+        try:
+            return (waiter or Waiter(initial=0.1, cap=1.0)).until(attempt, lambda reply: reply is not None,
+                                                                  what="HAProxy at %s" % self.socket_path,
+                                                                  timeout=wait)
+        except WaitTimeout:
+            raise failures[-1] from None
 
     def command(self, command: str, *, ok: tuple = ()) -> str:
         """Run a command that changes state; raise HaproxyError with HAProxy's words when it refuses.

@@ -56,6 +56,33 @@ class AdminConsole:
             names = [column.name for column in cursor.description]
             return [dict(zip(names, row)) for row in cursor.fetchall()]
 
+    def execute(self, command: str, *, wait: float = 0, waiter: Optional[Waiter] = None) -> list[dict[str, Any]]:
+        """The rows of one admin command, retrying the connection for ``wait`` seconds (a container
+        that just started has no socket yet)."""
+        if wait <= 0:
+            return self._rows(command)
+        failures: list = []
+
+        def attempt() -> Optional[list]:
+            try:
+                with _connect(**self.params):
+                    pass
+            except ConsoleError as exc:
+                failures.append(exc)
+                return None
+            return []
+
+        try:
+            (waiter or Waiter(initial=0.1, cap=1.0)).until(attempt, lambda ok: ok is not None,
+                                                           what="PgBouncer's admin console", timeout=wait)
+        except WaitTimeout:
+            raise failures[-1] from None
+        return self._rows(command)
+
+    def config(self) -> dict[str, str]:
+        """SHOW CONFIG, setting -> value."""
+        return {row["key"]: row["value"] for row in self._rows("SHOW CONFIG")}
+
     def reload(self) -> None:
         """Make PgBouncer read its configuration and auth file again."""
         self._rows("RELOAD")

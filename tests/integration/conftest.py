@@ -189,7 +189,7 @@ class EdgeVps(ConvergedVps):
     CONFIG_DIR = "/etc/rotor/haproxy"
     RUN_DIR = "/var/lib/rotor/haproxy/run"
     MAP_IN_CONTAINER = "/usr/local/etc/haproxy/maps/hosts.map"
-    TOOLS = {"haproxy_cli.py": ROOT / "roles" / "haproxy" / "files" / "haproxy_cli.py",
+    TOOLS = {"haproxy_cli.py": ROOT / "tests" / "integration" / "files" / "haproxy_cli.py",
              "http_load.py": ROOT / "tests" / "integration" / "files" / "http_load.py"}
 
     def __init__(self, name: str, suite: str, tmp: Path):
@@ -431,7 +431,7 @@ class DataVps(ConvergedVps):
         "pgbouncer_run_dir": "/var/lib/rotor/pgbouncer/run",
         "pgbouncer_config_dir": "/etc/rotor/pgbouncer",
     }
-    TOOLS = {"pgbouncer_admin.py": ROOT / "roles" / "pgbouncer" / "files" / "pgbouncer_admin.py"}
+    TOOLS = {"pgbouncer_admin.py": ROOT / "tests" / "integration" / "files" / "pgbouncer_admin.py"}
 
     def __init__(self, name: str, suite: str, tmp: Path):
         super().__init__(name, suite, tmp)

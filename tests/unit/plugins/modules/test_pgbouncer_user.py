@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 from ansible_collections.rotor.vps.plugins.module_utils._scram import make_verifier
@@ -13,15 +14,6 @@ from ansible_collections.rotor.vps.plugins.module_utils._scram import make_verif
 COLLECTIONS = str(Path(__file__).resolve().parents[4] / ".cache" / "collections")
 VERIFIER = make_verifier("admin secret", salt=b"0123456789abcdef")
 TENANT = '"shop" "%s"\n' % make_verifier("shop secret", salt=b"fedcba9876543210")
-
-
-def run_module(args: dict, *, check: bool = False) -> dict:
-    """The module as Ansible runs it: a process reading its arguments from a JSON file."""
-    payload = {"ANSIBLE_MODULE_ARGS": dict(args, _ansible_check_mode=check, _ansible_diff=True)}
-    proc = subprocess.run([sys.executable, "-m", "ansible_collections.rotor.vps.plugins.modules.pgbouncer_user"],
-                          input=json.dumps(payload), capture_output=True, text=True, timeout=60, check=False,
-                          env=dict(os.environ, PYTHONPATH=COLLECTIONS))
-    return json.loads(proc.stdout)
 
 
 def files(tmp_path: Path) -> dict:
@@ -33,7 +25,8 @@ def files(tmp_path: Path) -> dict:
             "config": str(tmp_path / "databases.ini"), "lock_timeout": 10}
 
 
-def test_four_steps_keep_the_other_lines_and_the_mode(tmp_path):
+def test_four_steps_keep_the_other_lines_and_the_mode(tmp_path, run_module):
+    run_module = partial(run_module, "pgbouncer_user")
     args = files(tmp_path)
     userlist = Path(args["userlist"])
     planned = run_module(args, check=True)
@@ -48,7 +41,7 @@ def test_four_steps_keep_the_other_lines_and_the_mode(tmp_path):
     assert userlist.read_text() == TENANT
 
 
-def test_waits_for_a_tenant_change_and_keeps_its_line(tmp_path):
+def test_waits_for_a_tenant_change_and_keeps_its_line(tmp_path, run_module):
     """A tenant change holding the lock finishes first; its new line survives the admin line's write."""
     args = files(tmp_path)
     late = '"late" "%s"\n' % make_verifier("late secret", salt=b"aaaaaaaaaaaaaaaa")
@@ -64,15 +57,15 @@ def test_waits_for_a_tenant_change_and_keeps_its_line(tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
                               env=dict(os.environ, PYTHONPATH=COLLECTIONS))
     assert holder.stdout.readline().strip() == "held"
-    result = run_module(args)
+    result = run_module("pgbouncer_user", args)
     holder.wait(timeout=10)
     assert result["changed"] is True and result["lock_waited"] > 1.0, result
     assert Path(args["userlist"]).read_text() == TENANT + late + '"pgbouncer_admin" "%s"\n' % VERIFIER
 
 
-def test_a_password_is_refused_and_never_echoed(tmp_path):
+def test_a_password_is_refused_and_never_echoed(tmp_path, run_module):
     args = dict(files(tmp_path), verifier="hunter2-plain")
-    result = run_module(args)
+    result = run_module("pgbouncer_user", args)
     assert result["failed"] is True and "must be a SCRAM-SHA-256 verifier" in result["msg"]
     assert "hunter2-plain" not in json.dumps(result)
     assert Path(args["userlist"]).read_text() == TENANT

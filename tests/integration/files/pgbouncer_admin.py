@@ -8,7 +8,8 @@ The password comes from PGPASSWORD (never the command line). --wait retries the 
 the deadline (a container that just started has no socket yet). --expect NAME=VALUE, after the
 command, polls SHOW CONFIG until setting NAME has VALUE and fails, naming what PgBouncer shows,
 when it does not by then: RELOAD answers before a bad file is noticed, so the check is what tells.
-Runs on the VPS host with the system python3 and python3-psycopg.
+A test tool: the integration tests observe PgBouncer with it from inside the lab VPS (the role
+uses the rotor.vps.pgbouncer_command module). Runs with the system python3 and python3-psycopg.
 """
 
 import argparse

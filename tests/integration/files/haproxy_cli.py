@@ -6,7 +6,8 @@
 
 --wait retries the connection (a container that just started has no socket yet, or a stale one)
 until the deadline; --expect fails, printing HAProxy's answer, when the answer does not match.
-Standard library only: it runs on the host with the system python3.
+A test tool: the integration tests observe HAProxy with it from inside the lab VPS (the roles use
+the rotor.vps.haproxy_command module). Standard library only.
 """
 
 import argparse
