@@ -71,8 +71,11 @@ class FileState:
     def read(cls, path: str) -> "FileState":
         text = read_text(path)
         if text is None:
-            parent = os.stat(os.path.dirname(path))
-            return cls(path, None, NEW_FILE_MODE, 0, parent.st_gid)
+            try:
+                group = os.stat(os.path.dirname(path)).st_gid
+            except FileNotFoundError:
+                group = 0  # no directory yet (check mode before the role made it): writing would fail
+            return cls(path, None, NEW_FILE_MODE, 0, group)
         info = os.stat(path)
         return cls(path, text, info.st_mode & 0o7777, info.st_uid, info.st_gid)
 

@@ -101,14 +101,18 @@ def _subnet_errors(net: dict, where: str) -> list[str]:
     return errors
 
 
+def _named_items_errors(items: list[dict], where: str, item_errors) -> list[str]:
+    """Docker objects by name: each name valid and unique, each item's own rules (``item_errors(item, at)``)."""
+    errors = []
+    for index, item in enumerate(items):
+        at = "%s[%d]" % (where, index)
+        errors += docker_name_errors(item.get("name"), at + ".name") + item_errors(item, at)
+    return errors + duplicate_errors(items, "name", where)
+
+
 def network_errors(networks: list[dict], where: str = "networks_list") -> list[str]:
     """Check a list of Docker network definitions (names, subnets, duplicates, overlaps)."""
-    errors = []
-    for index, net in enumerate(networks):
-        item = "%s[%d]" % (where, index)
-        errors += docker_name_errors(net.get("name"), item + ".name")
-        errors += _subnet_errors(net, item)
-    errors += duplicate_errors(networks, "name", where)
+    errors = _named_items_errors(networks, where, _subnet_errors)
     subnets = []
     for index, net in enumerate(networks):
         try:
@@ -126,13 +130,7 @@ def network_errors(networks: list[dict], where: str = "networks_list") -> list[s
 
 def tmpfs_volume_errors(volumes: list[dict], where: str = "networks_tmpfs_volumes") -> list[str]:
     """Check a list of tmpfs volume definitions (names, sizes, modes, duplicates)."""
-    errors = []
-    for index, vol in enumerate(volumes):
-        item = "%s[%d]" % (where, index)
-        errors += docker_name_errors(vol.get("name"), item + ".name")
-        errors += _tmpfs_option_errors(vol, item)
-    errors += duplicate_errors(volumes, "name", where)
-    return errors
+    return _named_items_errors(volumes, where, _tmpfs_option_errors)
 
 
 def _tmpfs_option_errors(tmpfs: dict, item: str) -> list[str]:

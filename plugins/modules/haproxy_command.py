@@ -15,12 +15,8 @@ description:
   - O(wait) retries the connection until HAProxy answers; O(expect) fails the task, with HAProxy's answer,
     when the answer does not match.
 author: rotor.vps maintainers (@rotor-vps)
-attributes:
-  check_mode:
-    support: partial
-    description: A command that changes HAProxy (O(changes=true)) is not sent, and reported as a change.
-  diff_mode:
-    support: none
+extends_documentation_fragment:
+  - rotor.vps.command
 options:
   socket:
     description: Path of the UNIX socket.
@@ -30,10 +26,6 @@ options:
     description: The command, one line, such as C(show info) or (on the master CLI) C(reload).
     type: str
     required: true
-  wait:
-    description: Seconds to keep retrying the connection.
-    type: float
-    default: 0
   timeout:
     description: Seconds to wait for the answer on one connection.
     type: float
@@ -41,11 +33,6 @@ options:
   expect:
     description: A regular expression (multi-line) the answer must match.
     type: str
-  changes:
-    description: Whether the command changes HAProxy (a reload does, C(show) commands do not); such a command
-      is reported as a change and is not sent in check mode.
-    type: bool
-    default: false
 """
 
 EXAMPLES = r"""

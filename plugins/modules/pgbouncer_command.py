@@ -18,12 +18,8 @@ description:
 author: rotor.vps maintainers (@rotor-vps)
 requirements:
   - psycopg (python3-psycopg) on the host
-attributes:
-  check_mode:
-    support: partial
-    description: A command that changes PgBouncer (O(changes=true)) is not run, and reported as a change.
-  diff_mode:
-    support: none
+extends_documentation_fragment:
+  - rotor.vps.command
 options:
   host:
     description: Directory of PgBouncer's UNIX socket, or its host name.
@@ -44,10 +40,6 @@ options:
     description: The admin command, such as C(RELOAD) or C(SHOW CONFIG).
     type: str
     required: true
-  wait:
-    description: Seconds to keep retrying the connection.
-    type: float
-    default: 0
   expect:
     description: Settings C(SHOW CONFIG) must show after the command, by name.
     type: dict
@@ -56,11 +48,6 @@ options:
     description: Seconds to wait for O(expect).
     type: float
     default: 5
-  changes:
-    description: Whether the command changes PgBouncer (C(RELOAD) does, C(SHOW) commands do not); such a command
-      is reported as a change and is not run in check mode.
-    type: bool
-    default: false
 """
 
 EXAMPLES = r"""

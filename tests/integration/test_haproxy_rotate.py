@@ -271,8 +271,8 @@ def test_lock_timeout_is_a_clear_error(rotor):
 
 
 BAD_INPUT = [
-    ({"replicas": 0}, "replicas: 0 must be at least 1"),
-    ({"replicas": -2}, "replicas: -2 must be at least 1"),
+    ({"replicas": 0}, "replicas: 0 must be a whole number of at least 1"),
+    ({"replicas": -2}, "replicas: -2 must be a whole number of at least 1"),
     ({"backend": "nosuch"}, "backend nosuch is not defined in the running HAProxy"),
     ({"tmpfs": [{"path": "/tmp", "size": "10X"}]}, "tmpfs[0].size: must be a positive whole number"),
     ({"haproxy_socket": "/run/nosuch.sock"}, "runtime socket /run/nosuch.sock does not exist"),

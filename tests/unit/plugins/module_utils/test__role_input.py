@@ -32,9 +32,15 @@ def test_time_accepts(value):
     assert time_errors(value, "t") == []
 
 
-@pytest.mark.parametrize("value", ["5 s", "5sec", "-1s", "", "1.5s", None, "0s", 0])
+@pytest.mark.parametrize("value", ["5 s", "5sec", "-1s", "", "1.5s", None])
 def test_time_rejects(value):
-    assert time_errors(value, "t")
+    assert time_errors(value, "t") == [
+        "t: %r must be an HAProxy time: a whole number with an optional unit us, ms, s, m, h or d (e.g. 5s)" % (value,)]
+
+
+@pytest.mark.parametrize("value", ["0s", 0, "0", "0ms"])
+def test_time_of_zero_is_refused(value):
+    assert time_errors(value, "t") == ["t: %r must be longer than zero" % (value,)]
 
 
 @pytest.mark.parametrize(

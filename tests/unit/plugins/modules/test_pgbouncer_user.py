@@ -69,3 +69,12 @@ def test_a_password_is_refused_and_never_echoed(tmp_path, run_module):
     assert result["failed"] is True and "must be a SCRAM-SHA-256 verifier" in result["msg"]
     assert "hunter2-plain" not in json.dumps(result)
     assert Path(args["userlist"]).read_text() == TENANT
+
+
+def test_check_mode_before_the_directory_exists_reports_the_change(tmp_path, run_module):
+    """site.yml --check on a fresh host: the role has not made the directory yet, nothing is written."""
+    args = {"user": "pgbouncer_admin", "verifier": VERIFIER, "userlist": str(tmp_path / "none" / "userlist.txt"),
+            "config": str(tmp_path / "none" / "databases.ini")}
+    result = run_module("pgbouncer_user", args, check=True)
+    assert result["changed"] is True, result
+    assert not (tmp_path / "none").exists()
