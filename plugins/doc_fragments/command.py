@@ -21,7 +21,10 @@ options:
 attributes:
   check_mode:
     support: partial
-    description: A command that changes the service (O(changes=true)) is not sent, and reported as a change.
+    description: Can run in check mode and return changed status prediction without modifying target.
+    details: A command that changes the service (O(changes=true)) is not sent, and is reported as a change;
+      other commands are sent as usual.
   diff_mode:
     support: none
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
 """

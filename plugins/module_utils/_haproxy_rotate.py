@@ -33,6 +33,7 @@ from ansible_collections.rotor.vps.plugins.module_utils._web_container import (
     http_healthy,
 )
 
+
 class RotationError(Exception):
     """A step failed; ``step`` names it and the message says what was rolled back."""
 

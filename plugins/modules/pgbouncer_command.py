@@ -110,7 +110,7 @@ def main() -> None:
         wrong = {key: (exc.last or {}).get(key) for key, value in wanted.items() if (exc.last or {}).get(key) != value}
         module.fail_json(msg="After %s PgBouncer shows %s, not %s: the new configuration did not take (see `docker "
                              "logs` of the container)" % (p["command"], wrong, {key: wanted[key] for key in wrong}))
-    module.exit_json(changed=p["changes"], rows=[{k: v for k, v in row.items()} for row in rows])
+    module.exit_json(changed=p["changes"], rows=[dict(row) for row in rows])
 
 
 if __name__ == "__main__":

@@ -160,3 +160,24 @@ def test_service_errors_list_every_problem_at_once():
         dict(BASE, replicas=0, port=0, memory="128b", check_interval="0")).validated_parameters
     errors = service_errors(params)
     assert [e.split(":")[0] for e in errors] == ["replicas", "port", "memory", "check_interval"], errors
+
+
+def test_documented_defaults_are_the_modules():
+    """The rotation role documents each service option's default; the module's spec is where it lives."""
+    from pathlib import Path
+
+    import yaml
+
+    from ansible_collections.rotor.vps.plugins.module_utils._web_service import DEFAULT_HEALTH_PATH, SERVICE_SPEC
+
+    roles = Path(__file__).resolve().parents[4] / "roles"
+    specs = yaml.safe_load((roles / "rotation" / "meta" / "argument_specs.yml").read_text())["argument_specs"]
+    options = specs["main"]["options"]["rotation_services"]["options"]
+    documented = {name: spec["default"] for name, spec in options.items() if "default" in spec}
+    for name, value in documented.items():
+        module_name = {"hosts": "routes"}.get(name, name)
+        if module_name in SERVICE_SPEC and module_name != "routes":
+            assert SERVICE_SPEC[module_name].get("default") == value, name
+    assert {"replicas", "port", "health_path"} <= set(documented)
+    haproxy = yaml.safe_load((roles / "haproxy" / "vars" / "main.yml").read_text())["__haproxy_backend_defaults"]
+    assert haproxy["health_path"] == DEFAULT_HEALTH_PATH
