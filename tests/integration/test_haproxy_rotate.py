@@ -121,6 +121,18 @@ def rotor(edge_vps) -> Rotor:
     return Rotor(edge_vps)
 
 
+def serving(rotor) -> list:
+    """The service's two running containers, UP in HAProxy; brought up first when an earlier test (or
+    none, when this test runs alone) left it otherwise, so no test depends on another's leftovers."""
+    names = running(rotor.containers())
+    if len(names) != 2 or rotor.live_servers() != {n: "UP" for n in names}:
+        result = rotor.run()
+        assert not result.get("failed"), result
+        names = running(rotor.containers())
+    assert len(names) == 2 and rotor.live_servers() == {n: "UP" for n in names}, names
+    return names
+
+
 def running(names: list) -> list:
     return sorted(n.split()[0] for n in names if n.endswith(" running"))
 
@@ -155,7 +167,7 @@ def test_present_four_steps(rotor):
 
 
 def test_new_container_serves_with_empty_tmpfs(rotor):
-    old = set(running(rotor.containers()))
+    old = set(serving(rotor))
     result = rotor.run(state="rotated")
     assert result["changed"] is True
     new = set(running(rotor.containers()))
@@ -174,7 +186,7 @@ def test_new_container_serves_with_empty_tmpfs(rotor):
 
 
 def test_max_age_is_idempotent(rotor):
-    names = running(rotor.containers())
+    names = serving(rotor)
     assert rotor.run(max_age="1h")["changed"] is False
     time.sleep(3)
     assert rotor.run(max_age="2s", check=True)["changed"] is True
@@ -187,6 +199,7 @@ def test_max_age_is_idempotent(rotor):
 
 
 def test_rotation_under_load_fails_no_request(rotor):
+    serving(rotor)
     with loadgen.Background("%s:80" % rotor.address, host=HOST, rate=300, duration=60, count=18000,
                             connections=8) as load:
         time.sleep(1)
@@ -200,6 +213,7 @@ def test_rotation_under_load_fails_no_request(rotor):
 
 
 def test_reload_during_rotation_loses_no_server(rotor):
+    serving(rotor)
     stop = threading.Event()
     reloads = []
 
@@ -224,7 +238,7 @@ def test_reload_during_rotation_loses_no_server(rotor):
 
 
 def test_unhealthy_image_keeps_old_serving(rotor):
-    names = running(rotor.containers())
+    names = serving(rotor)
     files = rotor.files().rsplit("\n", 2)[0]
     failures_before = rotor.failures()
     failed = rotor.run(image="rotor-lab/demo-web:unhealthy", healthy_timeout=3)
@@ -242,6 +256,7 @@ def test_unhealthy_image_keeps_old_serving(rotor):
 
 
 def test_concurrent_rotations_are_serialized(rotor):
+    serving(rotor)
     results = []
     threads = [threading.Thread(target=lambda: results.append(rotor.run(state="rotated"))) for _run in range(2)]
     for thread in threads:
@@ -257,6 +272,7 @@ def test_concurrent_rotations_are_serialized(rotor):
 
 
 def test_lock_timeout_is_a_clear_error(rotor):
+    serving(rotor)
     before = (rotor.containers(), rotor.files())
     holder = subprocess.Popen(["docker", "exec", rotor.vps.name, "flock", "/run/lock/rotor/haproxy-web.lock",
                                "sleep", "8"])
@@ -301,6 +317,7 @@ def test_bad_input_changes_nothing(bad_input, overrides, message):
 
 
 def test_absent_drains_and_removes(rotor):
+    serving(rotor)
     result = rotor.run(state="absent", image=None, routes=None)
     assert result["changed"] is True
     assert rotor.containers() == []
