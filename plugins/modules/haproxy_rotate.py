@@ -306,6 +306,7 @@ from ansible_collections.rotor.vps.plugins.module_utils._haproxy_rotate import (
 )
 from ansible_collections.rotor.vps.plugins.module_utils._haproxy_runtime import HaproxyError, HaproxyRuntime
 from ansible_collections.rotor.vps.plugins.module_utils._host_lock import LockTimeout
+from ansible_collections.rotor.vps.plugins.module_utils._module_run import add_diff, plan_and_apply, refuse_bad_input
 from ansible_collections.rotor.vps.plugins.module_utils._validate import duration_seconds
 from ansible_collections.rotor.vps.plugins.module_utils._web_container import ContainerError, Docker, WebSpec
 from ansible_collections.rotor.vps.plugins.module_utils._web_service import SERVICE_SPEC, service_errors
@@ -363,25 +364,18 @@ def main() -> None:
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     if not HAS_DOCKER:
         module.fail_json(msg=missing_required_lib("docker (python3-docker)"))
-    errors = service_errors(module.params)
-    if errors:
-        module.fail_json(msg="Invalid input, nothing was changed: " + "; ".join(errors), errors=errors)
-
+    refuse_bad_input(module, service_errors(module.params))
     rotation = build(module)
     result = dict(changed=False, actions=[], replacements=[], servers=[])
     try:
         rotation.preflight()
-        if module.check_mode:
-            plan = rotation.plan()
-        else:
-            with rotation.lock():
-                plan = rotation.plan()
-                result["replacements"] = rotation.apply(plan)
-        result.update(changed=plan.changes, actions=plan.actions(),
+        outcome = plan_and_apply(module, lock=rotation.lock, plan=rotation.plan, apply=rotation.apply)
+        plan = outcome.plan
+        result.update(changed=plan.changes, actions=plan.actions(), replacements=outcome.applied or [],
                       servers=plan.servers_after if module.check_mode else sorted(
                           rotation.runtime.servers(rotation.settings.backend)))
-        if module._diff:
-            result["diff"] = dict(before={"servers": plan.servers_before}, after={"servers": result["servers"]})
+        add_diff(module, result, lambda: dict(before={"servers": plan.servers_before},
+                                              after={"servers": result["servers"]}))
     except RotationError as exc:
         module.fail_json(msg="haproxy_rotate %s: %s" % (module.params["service"], exc), step=exc.step,
                          replacements=exc.records, changed=bool(exc.records))

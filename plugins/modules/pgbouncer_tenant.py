@@ -284,6 +284,7 @@ import importlib.util
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.rotor.vps.plugins.module_utils._host_lock import LockTimeout
+from ansible_collections.rotor.vps.plugins.module_utils._module_run import add_diff, plan_and_apply, refuse_bad_input
 from ansible_collections.rotor.vps.plugins.module_utils._pgbouncer_admin import (
     HAS_PSYCOPG,
     AdminConsole,
@@ -294,6 +295,7 @@ from ansible_collections.rotor.vps.plugins.module_utils._pgbouncer_admin import 
 from ansible_collections.rotor.vps.plugins.module_utils._pgbouncer_ini import IniError, render_connstring
 from ansible_collections.rotor.vps.plugins.module_utils._pgbouncer_tenant import (
     BudgetError,
+    Observed,
     Settings,
     Tenant,
     TenantError,
@@ -375,12 +377,15 @@ def build(module: AnsibleModule, settings: Settings) -> Tenant:
     return Tenant(settings, admin=admin, postgres=postgres, log=log)
 
 
+def planned(settings: Settings, observed: Observed) -> tuple:
+    """What is there, and the plan for it (the pair the tenant's apply takes)."""
+    return observed, make_plan(settings, observed)
+
+
 def main() -> None:
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True,
                            mutually_exclusive=[("password", "verifier"), ("login_unix_socket", "login_host")])
-    errors = input_errors(module.params)
-    if errors:
-        module.fail_json(msg="Invalid input, nothing was changed: " + "; ".join(errors), errors=errors)
+    refuse_bad_input(module, input_errors(module.params))
     settings = settings_from(module.params)
     if not HAS_PSYCOPG and (settings.reload or module.params["login_unix_socket"] or module.params["login_host"]):
         module.fail_json(msg=missing_required_lib("psycopg (python3-psycopg)"))
@@ -394,15 +399,12 @@ def main() -> None:
     if settings.state == "present":
         result["tenant"]["entry"] = "%s = %s" % (settings.name, render_connstring(settings.entry()))
     try:
-        if module.check_mode:
-            observed = tenant.observe()
-            plan = make_plan(settings, observed)
-        else:
-            with tenant.lock() as lock:
-                result["lock_waited"] = lock.waited
-                observed = tenant.observe()
-                plan = make_plan(settings, observed)
-                result.update(tenant.apply(observed, plan))
+        outcome = plan_and_apply(module, lock=tenant.lock, plan=lambda: planned(settings, tenant.observe()),
+                                 apply=lambda both: tenant.apply(*both))
+        observed, plan = outcome.plan
+        result.update(outcome.applied or {})
+        if outcome.lock_waited is not None:
+            result["lock_waited"] = outcome.lock_waited
     except (IniError, BudgetError) as exc:
         module.fail_json(msg="%s: %s; nothing was changed" % (what, exc))
     except TenantError as exc:
@@ -413,8 +415,7 @@ def main() -> None:
     for warning in plan.warnings:
         module.warn(warning)
     result.update(changed=plan.changes(observed), actions=plan.actions, budget=plan.budget)
-    if module._diff:  # pylint: disable=protected-access
-        result["diff"] = diff(settings, observed, plan)
+    add_diff(module, result, lambda: diff(settings, observed, plan))
     module.exit_json(**result)
 
 

@@ -70,10 +70,14 @@ lock_waited:
   sample: 0.0
 """
 
+from dataclasses import dataclass
+from typing import Optional
+
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.rotor.vps.plugins.module_utils._atomic_file import FileState
 from ansible_collections.rotor.vps.plugins.module_utils._host_lock import LockTimeout
+from ansible_collections.rotor.vps.plugins.module_utils._module_run import add_diff, plan_and_apply, refuse_bad_input
 from ansible_collections.rotor.vps.plugins.module_utils._pgbouncer_ini import (
     IniError,
     remove_user,
@@ -93,18 +97,33 @@ ARGUMENT_SPEC = dict(
 )
 
 
-def sync(params: dict, *, check_mode: bool) -> tuple:
-    """Read the userlist, compare, and (outside check mode) write it: ``(changed, old verifier)``."""
+@dataclass
+class UserlistPlan:
+    """The userlist now, what it becomes, and the user's verifier before."""
+
+    state: FileState
+    text: Optional[str]  # None: the file stays as it is (absent user, no file)
+    before: Optional[str]
+
+    @property
+    def changed(self) -> bool:
+        return self.text is not None and self.text != self.state.text
+
+
+def plan_userlist(params: dict) -> UserlistPlan:
+    """Read the userlist and compute it with the user's line as asked."""
     state = FileState.read(params["userlist"])
     before = userlist_entries(state.text or "").get(params["user"])
     if params["state"] == "present":
         text = set_user(state.text or "", params["user"], params["verifier"])
     else:
-        text = remove_user(state.text or "", params["user"])
-    changed = text != (state.text or "") or (state.text is None and params["state"] == "present")
-    if changed and not check_mode:
-        state.write(text)
-    return changed, before
+        text = None if state.text is None else remove_user(state.text, params["user"])
+    return UserlistPlan(state, text, before)
+
+
+def apply_userlist(plan: UserlistPlan) -> None:
+    if plan.changed:
+        plan.state.write(plan.text)
 
 
 def main() -> None:
@@ -113,24 +132,22 @@ def main() -> None:
     p = module.params
     if p["state"] == "present" and not is_verifier(p["verifier"]):
         # Never echoed: it may be a password given by mistake.
-        module.fail_json(msg="verifier: must be a SCRAM-SHA-256 verifier "
-                             "('SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>'); nothing was changed")
+        refuse_bad_input(module, ["verifier: must be a SCRAM-SHA-256 verifier "
+                                  "('SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>')"])
     result = dict(changed=False)
     try:
-        if module.check_mode:
-            changed, before = sync(p, check_mode=True)
-        else:
-            with files_lock(p["config"], p["lock_timeout"]) as lock:
-                result["lock_waited"] = lock.waited
-                changed, before = sync(p, check_mode=False)
+        outcome = plan_and_apply(module, lock=lambda: files_lock(p["config"], p["lock_timeout"]),
+                                 plan=lambda: plan_userlist(p), apply=apply_userlist)
     except (IniError, ValueError, LockTimeout, OSError) as exc:
         module.fail_json(msg="pgbouncer_user %s: %s; nothing was changed" % (p["user"], exc))
-    result["changed"] = changed
-    if module._diff:  # pylint: disable=protected-access
-        after = (p["verifier"] if p["state"] == "present" else None) if changed else before
-        result["diff"] = dict(before_header=p["userlist"], after_header=p["userlist"],
-                              before=masked_userlist_line(p["user"], before),
-                              after=masked_userlist_line(p["user"], after))
+    plan = outcome.plan
+    if outcome.lock_waited is not None:
+        result["lock_waited"] = outcome.lock_waited
+    result["changed"] = plan.changed
+    after = (p["verifier"] if p["state"] == "present" else None) if plan.changed else plan.before
+    add_diff(module, result, lambda: dict(before_header=p["userlist"], after_header=p["userlist"],
+                                          before=masked_userlist_line(p["user"], plan.before),
+                                          after=masked_userlist_line(p["user"], after)))
     module.exit_json(**result)
 
 

@@ -78,3 +78,10 @@ def test_check_mode_before_the_directory_exists_reports_the_change(tmp_path, run
     result = run_module("pgbouncer_user", args, check=True)
     assert result["changed"] is True, result
     assert not (tmp_path / "none").exists()
+
+
+def test_absent_without_a_file_changes_nothing(tmp_path, run_module):
+    args = {"user": "gone", "state": "absent", "userlist": str(tmp_path / "userlist.txt"),
+            "config": str(tmp_path / "databases.ini")}
+    assert run_module("pgbouncer_user", args)["changed"] is False
+    assert not (tmp_path / "userlist.txt").exists()
