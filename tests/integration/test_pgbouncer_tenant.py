@@ -91,6 +91,21 @@ class Tenants:
             out = self.vps.psql(sql, via="postgres")
             assert out.returncode == 0, out.stderr
 
+    def having(self, **tenants: dict) -> None:
+        """Each tenant (name -> module options, password included) served as given, whatever earlier tests left.
+
+        A test that needs a tenant says so with this, so that it passes on its own (``pytest -k``) as well as
+        after the tests before it; when they left the tenant as wanted, it costs one module run that changes
+        nothing.
+        """
+        names = ", ".join("'%s'" % name for name in tenants)
+        roles = self.vps.psql("SELECT rolname FROM pg_roles WHERE rolname IN (%s)" % names, via="postgres")
+        assert roles.returncode == 0, roles.stderr
+        for name in set(tenants) - set(roles.stdout.split()):
+            self.create_role(name, tenants[name]["password"])
+        results = self.run_many([dict(options, name=name) for name, options in tenants.items()])
+        assert all(not result.get("failed") for result in results), [result.get("msg") for result in results]
+
     def login(self, name: str, password: str) -> subprocess.CompletedProcess:
         return self.vps.psql("SELECT current_user || '@' || current_database()", user=name, password=password,
                              dbname=name, via="pgbouncer")
@@ -142,7 +157,12 @@ def test_four_steps_login_and_idempotency(tenants):
     assert check_again["changed"] is False
 
 
+ACME = {"password": "acme-secret-1", "pool_size": 4, "reserve_pool": 1, "pool_mode": "transaction"}
+BETA = {"password": "beta-secret"}
+
+
 def test_pool_size_change_is_live(tenants):
+    tenants.having(acme=ACME)
     result = tenants.run(name="acme", password="acme-secret-1", pool_size=6, reserve_pool=2, pool_mode="transaction")
     assert result["changed"] is True and result["verified"] is True
     assert result["actions"][0].startswith("update database acme")
@@ -205,6 +225,7 @@ def test_corrupt_config_is_refused_and_left_as_is(tenants):
 
 
 def test_rejected_config_is_rolled_back_and_others_keep_serving(tenants):
+    tenants.having(acme=dict(ACME, pool_size=6, reserve_pool=2), beta=BETA)
     before = tenants.files()
     result = tenants.run(name="acme", password="acme-secret-1", pool_size=6, reserve_pool=2, pool_mode="transaction",
                          options={"frobnicate": "1"})
@@ -221,6 +242,7 @@ def test_rejected_config_is_rolled_back_and_others_keep_serving(tenants):
 
 
 def test_twenty_concurrent_runs_lose_nothing(tenants):
+    tenants.having(acme=ACME, beta=BETA)
     names = ["con%02d" % number for number in range(20)]
     results = tenants.run_many([{"name": name, "password": name + "-pw", "pool_size": 2} for name in names],
                                postgres=False)
@@ -239,6 +261,7 @@ def test_twenty_concurrent_runs_lose_nothing(tenants):
 
 
 def test_absent_removes_both_entries(tenants):
+    tenants.having(acme=ACME, beta=BETA)
     result = tenants.run(name="beta", state="absent")
     assert result["changed"] is True and result["verified"] is True
     assert "beta" not in tenants.live()
