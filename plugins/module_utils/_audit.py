@@ -17,6 +17,15 @@ import time
 from ansible_collections.rotor.vps.plugins.module_utils._atomic_file import atomic_write, read_text
 
 
+def default_actor() -> str:
+    """Who runs this, for the audit log: the AWX job, the systemd unit, or the user."""
+    if os.environ.get("AWX_JOB_ID") or os.environ.get("JOB_ID"):
+        return "awx job %s" % (os.environ.get("AWX_JOB_ID") or os.environ.get("JOB_ID"))
+    if os.environ.get("INVOCATION_ID"):
+        return "systemd"
+    return "user %s" % (os.environ.get("SUDO_USER") or os.environ.get("USER") or os.getuid())
+
+
 def append_audit(path: str, record: dict) -> None:
     """Append one JSON line (with the time) to the audit log; whole lines even with concurrent writers."""
     os.makedirs(os.path.dirname(path), mode=0o750, exist_ok=True)

@@ -68,6 +68,25 @@ class DockerEngine:
         except EngineError:
             return ""
 
+    def signal(self, name: str, signal: str) -> None:
+        """Send ``signal`` (``SIGUSR1``...) to the container's main process; the container must be running."""
+        try:
+            self.client.containers.get(name).kill(signal=signal)
+        except self.errors.NotFound:
+            raise EngineError("container %s does not exist" % name) from None
+        except self.errors.APIError as exc:
+            raise EngineError("could not send %s to container %s: %s" % (signal, name, exc.explanation or exc)) from exc
+
+    def run_in(self, name: str, argv: list) -> tuple:
+        """Run ``argv`` in the running container ``name`` (as its user); ``(exit code, output)``."""
+        try:
+            code, output = self.client.containers.get(name).exec_run(argv, stdout=True, stderr=True)
+        except self.errors.NotFound:
+            raise EngineError("container %s does not exist" % name) from None
+        except self.errors.APIError as exc:
+            raise EngineError("could not run %s in container %s: %s" % (argv[0], name, exc.explanation or exc)) from exc
+        return code, (output or b"").decode("utf-8", errors="replace")
+
     def signal_stop(self, name: str) -> None:
         """Send the container its stop signal (the image's STOPSIGNAL, SIGTERM by default) and return.
 

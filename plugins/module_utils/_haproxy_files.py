@@ -17,8 +17,8 @@ SERVER_RE = re.compile(r"^\s*server\s+(\S+)\s+(\S+)(?:\s+(.*?))?\s*$")
 BACKEND_RE = re.compile(r"^\s*backend\s+(\S+)")
 
 HEADER = (
-    "# Managed by rotor.vps.haproxy_rotate: the server lines change on every rotation.\n"
-    "# The backend's settings live in haproxy.cfg (the defaults section named after \"from\").\n"
+    "# Managed by rotor.vps (haproxy_rotate, postgrest_spawn): the server lines change at run time.\n"
+    "# Settings come from the defaults section named after \"from\" in haproxy.cfg, and the lines below it.\n"
 )
 
 

@@ -24,6 +24,7 @@ from ansible_collections.rotor.vps.plugins.module_utils._haproxy_files import Ba
 from ansible_collections.rotor.vps.plugins.module_utils._haproxy_routes import RouteMap, route_changes, route_conflicts
 from ansible_collections.rotor.vps.plugins.module_utils._haproxy_runtime import HaproxyError, HaproxyRuntime
 from ansible_collections.rotor.vps.plugins.module_utils._host_lock import HostLock
+from ansible_collections.rotor.vps.plugins.module_utils._module_run import StepError
 from ansible_collections.rotor.vps.plugins.module_utils._waiter import Waiter, WaitTimeout, elapsed
 from ansible_collections.rotor.vps.plugins.module_utils._web_container import (
     ContainerError,
@@ -34,13 +35,8 @@ from ansible_collections.rotor.vps.plugins.module_utils._web_container import (
 )
 
 
-class RotationError(Exception):
-    """A step failed; ``step`` names it and the message says what was rolled back."""
-
-    def __init__(self, message: str, *, step: str = "", records: Optional[list] = None):
-        super().__init__(message)
-        self.step = step
-        self.records = records or []
+class RotationError(StepError):
+    """A step of a rotation failed; ``step`` names it and the message says what was rolled back."""
 
 
 @dataclass(frozen=True)
@@ -64,7 +60,7 @@ class Settings:
     lock_timeout: int
     lock_dir: str
     audit_log: str
-    metrics_dir: str
+    metrics_dir: str  # "" for none
     actor: str
 
     @property
@@ -289,13 +285,12 @@ class Rotation:
         except RotationError as exc:
             record.update(result="failed", step=exc.step, error=str(exc), duration=elapsed(start))
             self._audit(record)
-            update_metrics(s.metrics_dir, s.service, ok=False, duration=record["duration"])
+            self._metrics(ok=False, duration=record["duration"])
             exc.records = [record]
             raise
         record.update(result="ok", duration=elapsed(start))
         self._audit(record)
-        update_metrics(s.metrics_dir, s.service, ok=True, duration=record["duration"],
-                       sessions_cut=record["sessions_cut"])
+        self._metrics(ok=True, duration=record["duration"], sessions_cut=record["sessions_cut"])
         return record
 
     def _bring_up(self, record: dict) -> WebContainer:
@@ -312,7 +307,7 @@ class Rotation:
         step = "healthy"
         try:
             t = time.monotonic()
-            url = "http://%s:%d%s" % (new.address, self.spec.port, self.spec.health_path)
+            url = "http://%s:%d%s" % (new.address, self.spec.probe_port, self.spec.health_path)
             self.waiter.until(lambda: self._health(new), lambda why: why == "",
                               what="container %s answering %s" % (new.name, url), timeout=s.healthy_timeout)
             durations["healthy"] = elapsed(t)
@@ -377,7 +372,7 @@ class Rotation:
         state = self.docker.state(new.name)
         if state != "running":
             raise ContainerError("container %s is %s: %s" % (new.name, state, self.docker.logs_tail(new.name)))
-        return http_healthy(new.address, self.spec.port, self.spec.health_path)
+        return http_healthy(new.address, self.spec.probe_port, self.spec.health_path)
 
     def _live_status(self, name: str, address: str) -> str:
         server = self.runtime.servers(self.settings.backend).get(name)
@@ -439,6 +434,11 @@ class Rotation:
 
     def _apply_routes(self, plan: Plan) -> None:
         self.settings.route_map.apply(self.runtime, plan.route_updates, plan.route_removals)
+
+    def _metrics(self, **values) -> None:
+        """The service's textfile metrics, when it has a metrics directory."""
+        if self.settings.metrics_dir:
+            update_metrics(self.settings.metrics_dir, self.settings.service, **values)
 
     def _audit(self, record: dict) -> None:
         s = self.settings

@@ -40,31 +40,53 @@ def route_conflicts(routes: list, current: dict, backend: str) -> list:
 
 @dataclass(frozen=True)
 class RouteMap:
-    """The host map of the HAProxy whose configuration is in ``config_dir`` (``config_mount`` inside it)."""
+    """A map file of the HAProxy whose configuration is in ``config_dir`` (``config_mount`` inside it):
+    the host map unless ``file`` names another (the tenants' rate limits)."""
 
     config_dir: str
     config_mount: str
     lock_dir: str
     lock_timeout: float
+    file: str = MAP_FILE
 
     @property
     def path(self) -> str:
-        return os.path.join(self.config_dir, MAP_FILE)
+        return os.path.join(self.config_dir, self.file)
 
     @property
     def ref(self) -> str:
         """The map as the running HAProxy names it (its path inside the container)."""
-        return os.path.join(self.config_mount, MAP_FILE)
+        return os.path.join(self.config_mount, self.file)
 
     def read(self) -> dict:
         """host -> backend, as the file says."""
         return dict(parse_map(read_text(self.path) or ""))
 
+    def _lock(self) -> HostLock:
+        name = os.path.basename(self.file).replace(".", "-")
+        return HostLock(os.path.join(self.lock_dir, "haproxy-%s.lock" % name), self.lock_timeout, "HAProxy's %s" % self.file)
+
+    def ensure(self) -> None:
+        """Create the map file, empty, when it is missing (HAProxy refuses a configuration naming a missing map)."""
+        if read_text(self.path) is None:
+            with self._lock():
+                state = FileState.read(self.path)
+                if state.text is None:
+                    state.write("")
+
+    def write(self, updates: dict, removals: set) -> None:
+        """Write the changes to the file only: for a map the running HAProxy loads at its next reload."""
+        if not (updates or removals):
+            return
+        with self._lock():
+            state = FileState.read(self.path)
+            state.write(render_map(state.text or "", updates, removals))
+
     def apply(self, runtime, updates: dict, removals: set) -> None:
         """Write the changes to the file, then to the running HAProxy; nothing when there are none."""
         if not (updates or removals):
             return
-        with HostLock(os.path.join(self.lock_dir, "haproxy-hosts-map.lock"), self.lock_timeout, "the HAProxy host map"):
+        with self._lock():
             state = FileState.read(self.path)
             state.write(render_map(state.text or "", updates, removals))
             live = runtime.map_entries(self.ref)

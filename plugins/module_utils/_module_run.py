@@ -18,6 +18,16 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 
+class StepError(Exception):
+    """A step of ``apply`` failed; ``step`` names it, the message says what was rolled back, and
+    ``records`` holds what was done before it (for the module's result)."""
+
+    def __init__(self, message: str, *, step: str = "", records: Optional[list] = None):
+        super().__init__(message)
+        self.step = step
+        self.records = records or []
+
+
 @dataclass
 class Outcome:
     """What ``plan_and_apply`` did: the plan, what applying it returned (None in check mode), the lock wait."""

@@ -364,3 +364,17 @@ def one_line_errors(value: object, where: str) -> list[str]:
     if any(char in str(value) for char in "\n\r\x00"):
         return ["%s: must be one line (no line breaks or NUL characters)" % where]
     return []
+
+
+def container_limit_errors(p: dict, at) -> list[str]:
+    """A container's networks (names) and limits: ``memory``, ``cpus``, ``pids_limit`` (each optional)."""
+    errors = []
+    for index, network in enumerate(p["networks"]):
+        errors += docker_name_errors(network, "%s[%d]" % (at("networks"), index))
+    if p["memory"] is not None:
+        errors += memory_errors(p["memory"], at("memory"))
+    if p["cpus"] is not None:
+        errors += positive_number_errors(p["cpus"], at("cpus"))
+    if p["pids_limit"] is not None:
+        errors += whole_number_errors(p["pids_limit"], at("pids_limit"), 1)
+    return errors

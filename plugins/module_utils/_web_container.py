@@ -51,6 +51,15 @@ class WebSpec:
     cap_add: tuple = ()
     user: Optional[str] = None
     labels: dict = field(default_factory=dict)
+    mounts: tuple = ()  # dicts: source (host path), target, read_only
+    command: tuple = ()  # empty: the image's own
+    health_port: Optional[int] = None  # where health_path answers, when not ``port`` (an admin port)
+    managed_by: str = "rotor.vps.haproxy_rotate"
+
+    @property
+    def probe_port(self) -> int:
+        """The port the health path answers on (HAProxy's ``check port`` too)."""
+        return self.health_port or self.port
 
     def tmpfs_mounts(self) -> dict:
         return {m["path"]: tmpfs_mount_options(m) for m in self.tmpfs}
@@ -64,6 +73,10 @@ class WebSpec:
             "read_only": self.read_only, "cap_drop": sorted(self.cap_drop), "cap_add": sorted(self.cap_add),
             "user": self.user, "labels": dict(sorted(self.labels.items())),
         }
+        # Added only when set, so the hash of a spec without them is what it always was.
+        for key in ("mounts", "command", "health_port"):
+            if getattr(self, key):
+                data[key] = list(getattr(self, key)) if key != "health_port" else self.health_port
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -109,7 +122,7 @@ class Docker(DockerEngine):
         labels = dict(spec.labels)
         labels.update({
             LABEL_SERVICE: spec.service, LABEL_GENERATION: str(generation), LABEL_CREATED: "%.3f" % now,
-            LABEL_SPEC: spec_hash, LABEL_MANAGED: "rotor.vps.haproxy_rotate",
+            LABEL_SPEC: spec_hash, LABEL_MANAGED: spec.managed_by,
         })
         kwargs = dict(
             name=name, hostname=name, detach=True, labels=labels, environment={k: str(v) for k, v in spec.env.items()},
@@ -125,6 +138,11 @@ class Docker(DockerEngine):
             kwargs["pids_limit"] = spec.pids_limit
         if spec.user:
             kwargs["user"] = spec.user
+        if spec.mounts:
+            kwargs["volumes"] = {m["source"]: {"bind": m["target"], "mode": "ro" if m.get("read_only", True) else "rw"}
+                                 for m in spec.mounts}
+        if spec.command:
+            kwargs["command"] = list(spec.command)
         try:
             container = self.client.containers.create(spec.image, **kwargs)
         except self.errors.APIError as exc:

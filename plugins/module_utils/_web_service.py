@@ -13,18 +13,16 @@ from __future__ import annotations
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
 from ansible_collections.rotor.vps.plugins.module_utils._validate import (
+    container_limit_errors,
     backend_name_errors,
     calendar_errors,
-    docker_name_errors,
     duplicate_errors,
     duration_errors,
     env_errors,
     haproxy_time_errors,
     health_path_errors,
     hostname_errors,
-    memory_errors,
     port_errors,
-    positive_number_errors,
     service_name_errors,
     tmpfs_mount_errors,
     whole_number_errors,
@@ -35,6 +33,30 @@ TMPFS_SPEC = dict(
     uid=dict(type="int"), gid=dict(type="int"), noexec=dict(type="bool", default=True),
     nosuid=dict(type="bool", default=True), nodev=dict(type="bool", default=True),
 )
+
+# How a new container is checked and switched in, and an old one drained and stopped: every module
+# that replaces containers behind HAProxy (doc fragment rotor.vps.replacement, lock_timeout in rotor.vps.haproxy).
+SWITCH_SPEC = dict(
+    check_interval=dict(type="str", default="2s"),
+    check_fast_interval=dict(type="str", default="50ms"),
+    check_rise=dict(type="int", default=2),
+    check_fall=dict(type="int", default=2),
+    up_timeout=dict(type="int", default=30),
+    drain_timeout=dict(type="int", default=30),
+    stop_timeout=dict(type="int", default=10),
+    lock_timeout=dict(type="int", default=300),
+)
+
+
+def switch_errors(p: dict, at) -> list[str]:
+    """The rules of SWITCH_SPEC's options and ``healthy_timeout``; ``at(key)`` names an option."""
+    errors = []
+    for key in ("check_interval", "check_fast_interval"):
+        errors += haproxy_time_errors(p[key], at(key))
+    for key in ("check_rise", "check_fall", "healthy_timeout", "up_timeout", "stop_timeout", "lock_timeout"):
+        errors += whole_number_errors(p[key], at(key), 1)
+    return errors + whole_number_errors(p["drain_timeout"], at("drain_timeout"), 0)
+
 
 # The options that describe a service (the module adds where HAProxy and the audit files live).
 SERVICE_SPEC = dict(
@@ -59,18 +81,30 @@ SERVICE_SPEC = dict(
     user=dict(type="str"),
     labels=dict(type="dict", default={}),
     routes=dict(type="list", elements="str"),
-    check_interval=dict(type="str", default="2s"),
-    check_fast_interval=dict(type="str", default="50ms"),
-    check_rise=dict(type="int", default=2),
-    check_fall=dict(type="int", default=2),
     healthy_timeout=dict(type="int", default=60),
-    up_timeout=dict(type="int", default=30),
-    drain_timeout=dict(type="int", default=30),
-    stop_timeout=dict(type="int", default=10),
-    lock_timeout=dict(type="int", default=300),
+    **SWITCH_SPEC,
 )
 
 DEFAULT_HEALTH_PATH = SERVICE_SPEC["health_path"]["default"]
+
+# Where the host keeps what every module that puts containers behind HAProxy uses (doc fragments
+# rotor.vps.haproxy and rotor.vps.docker, and the modules' audit options).
+HOST_SPEC = dict(
+    lock_dir=dict(type="path", default="/run/lock/rotor"),
+    audit_log=dict(type="path", default="/var/log/rotor/rotation.jsonl"),
+    actor=dict(type="str"),
+    haproxy_socket=dict(type="path", default="/var/lib/rotor/haproxy/run/admin.sock"),
+    haproxy_config_dir=dict(type="path", default="/etc/rotor/haproxy"),
+    haproxy_config_mount=dict(type="path", default="/usr/local/etc/haproxy"),
+    docker_host=dict(type="str", default="unix:///var/run/docker.sock"),
+)
+
+
+def server_options(p: dict, port: int | None = None) -> str:
+    """The options of a server HAProxy health-checks (on ``port`` when it is not the server's own)."""
+    return "check%s inter %s fastinter %s downinter %s rise %d fall %d" % (
+        " port %d" % port if port else "", p["check_interval"], p["check_fast_interval"], p["check_fast_interval"],
+        p["check_rise"], p["check_fall"])
 
 
 def service_errors(p: dict, where: str = "", names: dict | None = None) -> list[str]:
@@ -95,24 +129,12 @@ def service_errors(p: dict, where: str = "", names: dict | None = None) -> list[
     if not p["networks"]:
         errors.append("%s: at least one network is required (HAProxy reaches the containers on the first)"
                       % at("networks"))
-    for index, network in enumerate(p["networks"]):
-        errors += docker_name_errors(network, "%s[%d]" % (at("networks"), index))
+    errors += container_limit_errors(p, at)
     errors += tmpfs_mount_errors(p["tmpfs"], at("tmpfs"))
     errors += env_errors(p["env"], at("env"))
-    if p["memory"] is not None:
-        errors += memory_errors(p["memory"], at("memory"))
-    if p["cpus"] is not None:
-        errors += positive_number_errors(p["cpus"], at("cpus"))
-    if p["pids_limit"] is not None:
-        errors += whole_number_errors(p["pids_limit"], at("pids_limit"), 1)
     for index, host in enumerate(p["routes"] or []):
         errors += hostname_errors(host, "%s[%d]" % (at("routes"), index))
-    for key in ("check_interval", "check_fast_interval"):
-        errors += haproxy_time_errors(p[key], at(key))
-    for key in ("check_rise", "check_fall", "healthy_timeout", "up_timeout", "stop_timeout", "lock_timeout"):
-        errors += whole_number_errors(p[key], at(key), 1)
-    errors += whole_number_errors(p["drain_timeout"], at("drain_timeout"), 0)
-    return errors
+    return errors + switch_errors(p, at)
 
 
 def checked_service_errors(options: dict, where: str = "", names: dict | None = None) -> list[str]:

@@ -26,6 +26,7 @@ author: rotor.vps maintainers (@rotor-vps)
 extends_documentation_fragment:
   - rotor.vps.docker
   - rotor.vps.haproxy
+  - rotor.vps.replacement
 attributes:
   check_mode:
     support: full
@@ -163,53 +164,14 @@ options:
       - A host already routed to another backend is an error.
     type: list
     elements: str
-  check_interval:
-    description: HAProxy health check interval of a serving server.
-    type: str
-    default: 2s
-  check_fast_interval:
-    description:
-      - HAProxy health check interval while a server is down or changing state. A new server starts down, so
-        this sets how soon HAProxy sees it UP after it became healthy.
-    type: str
-    default: 50ms
-  check_rise:
-    description: Successful checks before HAProxy marks a server UP.
-    type: int
-    default: 2
-  check_fall:
-    description: Failed checks before HAProxy marks a server DOWN.
-    type: int
-    default: 2
   healthy_timeout:
     description: Seconds a new container has to answer its health path.
     type: int
     default: 60
-  up_timeout:
-    description: Seconds HAProxy has to report a new server UP.
-    type: int
-    default: 30
-  drain_timeout:
-    description: Seconds to wait for an old server's sessions to end; sessions still open then are cut and counted.
-    type: int
-    default: 30
-  stop_timeout:
-    description: Seconds an old container has to stop after its stop signal before it is killed.
-    type: int
-    default: 10
-  audit_log:
-    description: JSON lines audit log of replacements.
-    type: path
-    default: /var/log/rotor/rotation.jsonl
   metrics_dir:
     description: Directory of Prometheus textfile metrics (C(rotation_<service>.prom)).
     type: path
     default: /var/lib/rotor/metrics
-  actor:
-    description:
-      - Who asked for the change, for the audit log. By default derived from the environment (the AWX job, the
-        systemd unit, the user).
-    type: str
 notes:
   - The containers are started with C(no-new-privileges), restart policy C(unless-stopped) and the labels
     C(org.rotor.vps.service), C(org.rotor.vps.generation), C(org.rotor.vps.created) and C(org.rotor.vps.spec-hash).
@@ -294,10 +256,10 @@ servers:
 """
 
 import importlib.util
-import os
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
+from ansible_collections.rotor.vps.plugins.module_utils._audit import default_actor
 from ansible_collections.rotor.vps.plugins.module_utils._haproxy_files import ConfigFileError
 from ansible_collections.rotor.vps.plugins.module_utils._haproxy_rotate import (
     Rotation,
@@ -309,31 +271,17 @@ from ansible_collections.rotor.vps.plugins.module_utils._host_lock import LockTi
 from ansible_collections.rotor.vps.plugins.module_utils._module_run import add_diff, plan_and_apply, refuse_bad_input
 from ansible_collections.rotor.vps.plugins.module_utils._validate import duration_seconds
 from ansible_collections.rotor.vps.plugins.module_utils._web_container import ContainerError, Docker, WebSpec
-from ansible_collections.rotor.vps.plugins.module_utils._web_service import SERVICE_SPEC, service_errors
+from ansible_collections.rotor.vps.plugins.module_utils._web_service import (
+    HOST_SPEC,
+    SERVICE_SPEC,
+    server_options,
+    service_errors,
+)
 
 # Checked without importing it, so a missing SDK is reported before anything else happens.
 HAS_DOCKER = importlib.util.find_spec("docker") is not None
 
-ARGUMENT_SPEC = dict(
-    SERVICE_SPEC,
-    lock_dir=dict(type="path", default="/run/lock/rotor"),
-    audit_log=dict(type="path", default="/var/log/rotor/rotation.jsonl"),
-    metrics_dir=dict(type="path", default="/var/lib/rotor/metrics"),
-    actor=dict(type="str"),
-    haproxy_socket=dict(type="path", default="/var/lib/rotor/haproxy/run/admin.sock"),
-    haproxy_config_dir=dict(type="path", default="/etc/rotor/haproxy"),
-    haproxy_config_mount=dict(type="path", default="/usr/local/etc/haproxy"),
-    docker_host=dict(type="str", default="unix:///var/run/docker.sock"),
-)
-
-
-def default_actor() -> str:
-    """Who runs this: the AWX job, the systemd unit, or the user."""
-    if os.environ.get("AWX_JOB_ID") or os.environ.get("JOB_ID"):
-        return "awx job %s" % (os.environ.get("AWX_JOB_ID") or os.environ.get("JOB_ID"))
-    if os.environ.get("INVOCATION_ID"):
-        return "systemd"
-    return "user %s" % (os.environ.get("SUDO_USER") or os.environ.get("USER") or os.getuid())
+ARGUMENT_SPEC = dict(SERVICE_SPEC, **HOST_SPEC, metrics_dir=dict(type="path", default="/var/lib/rotor/metrics"))
 
 
 def build(module: AnsibleModule) -> Rotation:
@@ -342,8 +290,7 @@ def build(module: AnsibleModule) -> Rotation:
         service=p["service"], backend=p["backend"], state=p["state"], replicas=p["replicas"],
         max_age=duration_seconds(p["max_age"]) if p["max_age"] else None, routes=p["routes"],
         socket=p["haproxy_socket"], config_dir=p["haproxy_config_dir"], config_mount=p["haproxy_config_mount"],
-        server_options="check inter %s fastinter %s downinter %s rise %d fall %d" % (
-            p["check_interval"], p["check_fast_interval"], p["check_fast_interval"], p["check_rise"], p["check_fall"]),
+        server_options=server_options(p),
         healthy_timeout=p["healthy_timeout"], up_timeout=p["up_timeout"], drain_timeout=p["drain_timeout"],
         stop_timeout=p["stop_timeout"], lock_timeout=p["lock_timeout"], lock_dir=p["lock_dir"],
         audit_log=p["audit_log"], metrics_dir=p["metrics_dir"], actor=p["actor"] or default_actor(),

@@ -176,53 +176,24 @@ class ConvergedVps(LabVps):
         return self.playbook(str(self.PLAYBOOK), *extra, *args, timeout=timeout)
 
 
-class EdgeVps(ConvergedVps):
-    """A lab VPS converged with docker_host, networks and haproxy (tests/integration/playbooks/edge.yml).
+class HaproxyHelpers:
+    """What a VPS running the haproxy role offers tests: its runtime API and master CLI (as root, from
+    the host side), HTTP(S) to the ports HAProxy publishes on the VPS's 127.0.0.1, its state as text."""
 
-    Helpers run commands in the VPS, talk to HAProxy's runtime API and master CLI as root from the
-    host side, send HTTP(S) to the ports HAProxy publishes on the VPS's 127.0.0.1, and start web
-    containers for backends.
-    """
-
-    PLAYBOOK = ROOT / "tests" / "integration" / "playbooks" / "edge.yml"
     CONTAINER = "rotor-haproxy"
     CONFIG_DIR = "/etc/rotor/haproxy"
     RUN_DIR = "/var/lib/rotor/haproxy/run"
     MAP_IN_CONTAINER = "/usr/local/etc/haproxy/maps/hosts.map"
-    TOOLS = {"haproxy_cli.py": ROOT / "tests" / "integration" / "files" / "haproxy_cli.py",
-             "http_load.py": ROOT / "tests" / "integration" / "files" / "http_load.py"}
+    HAPROXY_TOOLS = {"haproxy_cli.py": ROOT / "tests" / "integration" / "files" / "haproxy_cli.py",
+                     "http_load.py": ROOT / "tests" / "integration" / "files" / "http_load.py"}
 
-    def __init__(self, name: str, suite: str, tmp: Path):
-        super().__init__(name, suite, tmp)
-        self.variables = dict(yaml.safe_load(LAB_VARS.read_text()), **EDGE_VARS)
-        gateway = self.sh("ip -4 route show default").stdout.split()
-        self.variables["haproxy_rate_limit_exempt_networks"] = (
-            EDGE_VARS["haproxy_rate_limit_exempt_networks"] + gateway[2:3])
-        self.vars_file = tmp / "edge-vars.yml"
-        self.vars_file.write_text(yaml.safe_dump(self.variables))
-
-    def fingerprint(self) -> str:
-        """HAProxy's files and live backends and routes, the containers, units, networks and volumes."""
+    def haproxy_fingerprint(self) -> str:
+        """HAProxy's files and its live backends, servers and routes."""
         return self.sh(
             "cd %s && sha256sum haproxy.cfg conf.d/* maps/* certs/* 2>&1; "
-            "docker ps -a --format '{{.Names}} {{.Image}} {{.State}}' | sort; "
-            "ls /etc/systemd/system | grep '^rotor-'; ls /etc/rotor; "
-            "docker network ls --format '{{.Name}} {{.Driver}}' | sort; docker volume ls -q | sort; "
             "python3 /root/haproxy_cli.py --socket %s/admin.sock --wait 10 'show stat' | cut -d, -f1,2; "
             "python3 /root/haproxy_cli.py --socket %s/admin.sock --wait 10 'show map %s' | cut -d' ' -f2-; true"
             % (self.CONFIG_DIR, self.RUN_DIR, self.RUN_DIR, self.MAP_IN_CONTAINER)).stdout
-
-    def reset(self) -> None:
-        """Containers other than HAProxy, rotation timers and state, backend files and routes go;
-        the converge writes the backend files anew and reloads HAProxy, which drops runtime changes."""
-        proc = self.sh(
-            "for c in $(docker ps -a --format '{{.Names}}'); do [ \"$c\" = %s ] || docker rm -f \"$c\" >/dev/null; done; "
-            "for unit in $(ls /etc/systemd/system | grep '^rotor-rotate-'); do systemctl disable --now \"$unit\" "
-            ">/dev/null 2>&1; rm -f \"/etc/systemd/system/$unit\"; done; systemctl daemon-reload; "
-            "rm -rf /etc/rotor/rotation /var/log/rotor/rotation.jsonl /var/lib/rotor/metrics/rotation_*.prom "
-            "%s/conf.d/*.cfg && : > %s/maps/hosts.map" % (self.CONTAINER, self.CONFIG_DIR, self.CONFIG_DIR))
-        assert proc.returncode == 0, proc.stderr
-        self._reconverge()
 
     def _cli(self, socket: str, command: str) -> str:
         proc = self.sh("python3 /root/haproxy_cli.py --socket %s/%s --wait 10 %s"
@@ -241,9 +212,6 @@ class EdgeVps(ConvergedVps):
     def worker_pid(self) -> int:
         return int(re.search(r"^Pid: (\d+)", self.runtime("show info"), re.M).group(1))
 
-    def container_started_at(self) -> str:
-        return self.sh("docker inspect -f '{{.State.StartedAt}}' %s" % self.CONTAINER).stdout.strip()
-
     def http(self, path: str = "/", *, host: str = "unknown.test", https: bool = False, port: int | None = None,
              options: str = "") -> HttpAnswer:
         """One request to HAProxy's published port on the VPS's 127.0.0.1 (certificates not checked)."""
@@ -258,6 +226,47 @@ class EdgeVps(ConvergedVps):
         headers = {name.strip().lower(): value.strip() for name, value in fields}
         assert blank, "no end of headers in %r" % proc.stdout
         return HttpAnswer(int(lines[0].split()[1]), headers, body)
+
+
+class EdgeVps(HaproxyHelpers, ConvergedVps):
+    """A lab VPS converged with docker_host, networks and haproxy (tests/integration/playbooks/edge.yml).
+
+    Helpers (HaproxyHelpers) talk to HAProxy; ``start_web`` starts web containers for backends.
+    """
+
+    PLAYBOOK = ROOT / "tests" / "integration" / "playbooks" / "edge.yml"
+    TOOLS = HaproxyHelpers.HAPROXY_TOOLS
+
+    def __init__(self, name: str, suite: str, tmp: Path):
+        super().__init__(name, suite, tmp)
+        self.variables = dict(yaml.safe_load(LAB_VARS.read_text()), **EDGE_VARS)
+        gateway = self.sh("ip -4 route show default").stdout.split()
+        self.variables["haproxy_rate_limit_exempt_networks"] = (
+            EDGE_VARS["haproxy_rate_limit_exempt_networks"] + gateway[2:3])
+        self.vars_file = tmp / "edge-vars.yml"
+        self.vars_file.write_text(yaml.safe_dump(self.variables))
+
+    def fingerprint(self) -> str:
+        """HAProxy's files and live backends and routes, the containers, units, networks and volumes."""
+        return self.haproxy_fingerprint() + self.sh(
+            "docker ps -a --format '{{.Names}} {{.Image}} {{.State}}' | sort; "
+            "ls /etc/systemd/system | grep '^rotor-'; ls /etc/rotor; "
+            "docker network ls --format '{{.Name}} {{.Driver}}' | sort; docker volume ls -q | sort; true").stdout
+
+    def reset(self) -> None:
+        """Containers other than HAProxy, rotation timers and state, backend files and routes go;
+        the converge writes the backend files anew and reloads HAProxy, which drops runtime changes."""
+        proc = self.sh(
+            "for c in $(docker ps -a --format '{{.Names}}'); do [ \"$c\" = %s ] || docker rm -f \"$c\" >/dev/null; done; "
+            "for unit in $(ls /etc/systemd/system | grep '^rotor-rotate-'); do systemctl disable --now \"$unit\" "
+            ">/dev/null 2>&1; rm -f \"/etc/systemd/system/$unit\"; done; systemctl daemon-reload; "
+            "rm -rf /etc/rotor/rotation /var/log/rotor/rotation.jsonl /var/lib/rotor/metrics/rotation_*.prom "
+            "%s/conf.d/*.cfg && : > %s/maps/hosts.map" % (self.CONTAINER, self.CONFIG_DIR, self.CONFIG_DIR))
+        assert proc.returncode == 0, proc.stderr
+        self._reconverge()
+
+    def container_started_at(self) -> str:
+        return self.sh("docker inspect -f '{{.State.StartedAt}}' %s" % self.CONTAINER).stdout.strip()
 
     def start_web(self, name: str, *, image: str = "rotor-lab/demo-web:1", network: str = "app") -> str:
         """Start a demo web container (port 8080) on ``network`` and return its address there."""
@@ -410,16 +419,19 @@ DATA_VARS = {
         {"name": "data", "internal": True, "subnet": "10.232.2.0/24"},
         {"name": "observability", "internal": True, "subnet": "10.232.3.0/24"},
     ],
+    "haproxy_rate_limit_exempt_networks": ["10.232.0.1", "10.232.1.1", "10.232.3.1"],
 }
 
 
-class DataVps(ConvergedVps):
-    """A lab VPS converged with docker_host, networks, postgres and pgbouncer (playbooks/data.yml).
+class DataVps(HaproxyHelpers, ConvergedVps):
+    """A lab VPS converged with docker_host, networks, postgres, pgbouncer and, in front, haproxy
+    (playbooks/data.yml): the data tier and the edge its tenants' APIs are reached through.
 
     ``variables`` holds what the playbook was given (the lab's passwords among them) and the paths
     of the data tier's contract. ``psql`` runs SQL as a client on the data network (psql inside the
     rotor-postgres container, over TCP to PgBouncer or to PostgreSQL itself); ``admin`` talks to
-    PgBouncer's admin console from the VPS host through its unix socket, as the modules do.
+    PgBouncer's admin console from the VPS host through its unix socket, as the modules do; the
+    HaproxyHelpers talk to HAProxy.
     """
 
     PLAYBOOK = ROOT / "tests" / "integration" / "playbooks" / "data.yml"
@@ -431,12 +443,17 @@ class DataVps(ConvergedVps):
         "pgbouncer_run_dir": "/var/lib/rotor/pgbouncer/run",
         "pgbouncer_config_dir": "/etc/rotor/pgbouncer",
     }
-    TOOLS = {"pgbouncer_admin.py": ROOT / "tests" / "integration" / "files" / "pgbouncer_admin.py"}
+    TOOLS = dict(HaproxyHelpers.HAPROXY_TOOLS,
+                 **{"pgbouncer_admin.py": ROOT / "tests" / "integration" / "files" / "pgbouncer_admin.py"})
+    POSTGREST_DIR = "/etc/rotor/postgrest"
 
     def __init__(self, name: str, suite: str, tmp: Path):
         super().__init__(name, suite, tmp)
         lab = yaml.safe_load(LAB_VARS.read_text())
         self.variables = dict(lab, **DATA_VARS)
+        gateway = self.sh("ip -4 route show default").stdout.split()
+        self.variables["haproxy_rate_limit_exempt_networks"] = (
+            DATA_VARS["haproxy_rate_limit_exempt_networks"] + gateway[2:3])
         self.vars_file = tmp / "data-vars.yml"
         self.vars_file.write_text(yaml.safe_dump(self.variables))
         self.variables.update(self.PATHS)
@@ -472,18 +489,23 @@ class DataVps(ConvergedVps):
         databases = self.psql(self.DATABASES_SQL, via="postgres")
         roles = self.psql(self.ROLES_SQL, via="postgres")
         pools = self.admin("SHOW DATABASES")
+        tenants = self.sh("ls -A %s 2>/dev/null; true" % self.POSTGREST_DIR).stdout
         return "\n".join([files, databases.stdout + databases.stderr, roles.stdout + roles.stderr,
-                          "pools: " + " ".join(sorted(line.split("\t")[0] for line in pools.stdout.splitlines()))])
+                          "pools: " + " ".join(sorted(line.split("\t")[0] for line in pools.stdout.splitlines())),
+                          self.haproxy_fingerprint(), tenants])
 
     def reset(self) -> None:
         """The tenants' files come back, the roles' settings are converged again, databases and roles
         the tests made are dropped and PgBouncer reloads."""
         config = self.variables["pgbouncer_config_dir"]
-        proc = self.sh("for c in $(docker ps -a --format '{{.Names}}'); do case $c in %s|%s) ;; *) docker rm -f \"$c\" "
-                       ">/dev/null;; esac; done; cp -p %s/* %s/ && rm -rf %s/backup"
-                       % (self.POSTGRES, self.PGBOUNCER, self.BASELINE_DIR, config, config))
+        proc = self.sh("for c in $(docker ps -a --format '{{.Names}}'); do case $c in %s|%s|%s) ;; *) docker rm -f "
+                       "\"$c\" >/dev/null;; esac; done; cp -p %s/* %s/ && rm -rf %s/backup %s %s/conf.d/*.cfg "
+                       "%s/maps/rate_limits.map && : > %s/maps/hosts.map"
+                       % (self.POSTGRES, self.PGBOUNCER, self.CONTAINER, self.BASELINE_DIR, config, config,
+                          self.POSTGREST_DIR, self.CONFIG_DIR, self.CONFIG_DIR, self.CONFIG_DIR))
         assert proc.returncode == 0, proc.stderr
         self._reconverge()
+        assert "Success=1" in self.master("reload"), "HAProxy did not reload after the reset"
         for name in sorted(set(self._names(self.DATABASES_SQL)) - self.baseline_databases):
             assert self.psql('DROP DATABASE "%s" WITH (FORCE)' % name, via="postgres").returncode == 0, name
         for name in sorted(set(self._names(self.ROLES_SQL)) - self.baseline_roles):

@@ -1,6 +1,6 @@
 """Bounded HTTP load from inside a lab VPS: a new connection per request, several threads.
 
-    python3 http_load.py HOST PORT HOST_HEADER MAX_REQUESTS MAX_SECONDS THREADS
+    python3 http_load.py HOST PORT HOST_HEADER MAX_REQUESTS MAX_SECONDS THREADS [PATH]
 
 Stops at MAX_REQUESTS or MAX_SECONDS, whichever comes first, and prints one JSON object:
 {"ok": <200 answers>, "status": {<other status>: count}, "errors": {<exception>: count}, "seconds": s}.
@@ -17,6 +17,7 @@ import time
 def main(argv):
     host, port, vhost = argv[1], int(argv[2]), argv[3]
     count, seconds, threads = int(argv[4]), float(argv[5]), int(argv[6])
+    path = argv[7] if len(argv) > 7 else "/"
     lock = threading.Lock()
     stats = {"ok": 0, "status": {}, "errors": {}}
     deadline = time.monotonic() + seconds
@@ -34,7 +35,7 @@ def main(argv):
                 return
             try:
                 conn = http.client.HTTPConnection(host, port, timeout=5)
-                conn.request("GET", "/", headers={"Host": vhost, "Connection": "close"})
+                conn.request("GET", path, headers={"Host": vhost, "Connection": "close"})
                 response = conn.getresponse()
                 response.read()
                 conn.close()

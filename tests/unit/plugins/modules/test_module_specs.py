@@ -7,7 +7,7 @@ import importlib
 import pytest
 from ansible.module_utils.basic import PASSWORD_MATCH
 
-MODULES = ["haproxy_rotate", "pgbouncer_tenant"]
+MODULES = ["haproxy_rotate", "pgbouncer_tenant", "postgrest_spawn"]
 
 
 def _walk(spec: dict, where: str):
@@ -28,7 +28,8 @@ def test_every_option_named_like_a_secret_says_whether_it_is_one(module):
 @pytest.mark.parametrize("module", MODULES)
 def test_secret_options_are_hidden(module):
     spec = importlib.import_module("ansible_collections.rotor.vps.plugins.modules.%s" % module).ARGUMENT_SPEC
-    secrets = {"password", "verifier", "env", "admin_password", "login_password"}
+    secrets = {"password", "verifier", "env", "admin_password", "login_password", "authenticator_password",
+               "jwt_secret"}
     for path, name, option in _walk(spec, ""):
         if name in secrets:
             assert option.get("no_log") is True, path
