@@ -16,6 +16,7 @@ import ipaddress
 import re
 from typing import Callable, Optional
 
+from ansible_collections.rotor.vps.plugins.module_utils._tenants import tenants_input_errors
 from ansible_collections.rotor.vps.plugins.module_utils._validate import (
     backend_name_errors,
     calendar_errors,
@@ -305,6 +306,7 @@ ROLE_RULES: dict[str, Callable[..., list]] = {
     "postgres": postgres_input_errors,
     "pgbouncer": pgbouncer_input_errors,
     "rotation": rotation_input_errors,
+    "tenants": tenants_input_errors,
 }
 
 

@@ -378,3 +378,20 @@ def container_limit_errors(p: dict, at) -> list[str]:
     if p["pids_limit"] is not None:
         errors += whole_number_errors(p["pids_limit"], at("pids_limit"), 1)
     return errors
+
+
+def claim_errors(items: list, key, what: str, where: str, owner: str = "item") -> list[str]:
+    """Values (names, backends, host names) that more than one of ``items`` claims; ``key(item)`` lists an
+    item's values. Each message names the later item, the value and the item that has it."""
+    seen: dict = {}
+    errors = []
+    for index, item in enumerate(items):
+        for value in key(item):
+            if not isinstance(value, str):
+                continue
+            if value in seen and seen[value] != index:
+                errors.append("%s[%d]: %s %r is already used by %s[%d]; each %s belongs to one %s"
+                              % (where, index, what, value, where, seen[value], what, owner))
+            else:
+                seen.setdefault(value, index)
+    return errors

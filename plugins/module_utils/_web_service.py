@@ -13,6 +13,7 @@ from __future__ import annotations
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
 from ansible_collections.rotor.vps.plugins.module_utils._validate import (
+    claim_errors,
     container_limit_errors,
     backend_name_errors,
     calendar_errors,
@@ -189,24 +190,6 @@ def _role_service_errors(service: dict, item: str) -> list[str]:
     return errors + checked_service_errors(module_options(service), item + ".", ROLE_NAMES)
 
 
-def _claims(services: list[dict], key, what: str, where: str) -> list[str]:
-    """Report values (backends, host names) that more than one service claims."""
-    seen: dict[str, int] = {}
-    errors = []
-    for index, service in enumerate(services):
-        for value in key(service):
-            if not isinstance(value, str):
-                continue
-            if value in seen and seen[value] != index:
-                errors.append(
-                    "%s[%d]: %s %r is already used by %s[%d]; each %s belongs to one service"
-                    % (where, index, what, value, where, seen[value], what)
-                )
-            else:
-                seen.setdefault(value, index)
-    return errors
-
-
 def rotation_service_errors(services: object, where: str = "rotation_services") -> list[str]:
     """Check the services the rotation role manages; one message per problem, naming the input and the rule."""
     if not isinstance(services, list):
@@ -221,6 +204,6 @@ def rotation_service_errors(services: object, where: str = "rotation_services") 
         errors += _role_service_errors(service, item)
         valid.append(service)
     errors += duplicate_errors(valid, "name", where)
-    errors += _claims(valid, lambda s: [s.get("backend") or s.get("name")], "backend", where)
-    errors += _claims(valid, lambda s: s.get("hosts") or [], "host name", where)
+    errors += claim_errors(valid, lambda s: [s.get("backend") or s.get("name")], "backend", where, "service")
+    errors += claim_errors(valid, lambda s: s.get("hosts") or [], "host name", where, "service")
     return errors
