@@ -42,6 +42,7 @@ up: ## converge playbooks/site.yml on the lab VPS (trixie) and show what runs
 	@$(STAGE) lab-vps $(LAB) vps-up trixie
 	@$(STAGE) converge ansible-playbook -i inventories/lab/hosts.yml playbooks/site.yml
 	@$(LAB) status
+	@$(LAB) demo-tenant trixie
 	@$(SUMMARY)
 
 converge: collection ## converge again (after `make up`), passing ARGS, e.g. ARGS='--check --diff'

@@ -9,6 +9,8 @@ Every failure is an ``EngineError`` naming the container or image and what Docke
 
 from __future__ import annotations
 
+import calendar
+import time
 from typing import Optional
 
 
@@ -48,18 +50,23 @@ class DockerEngine:
             return "missing"
 
     def logs(self, name: str, *, since: Optional[float] = None, tail: Optional[int] = None) -> str:
-        """The container's log (stdout and stderr) since an epoch time, or its last ``tail`` lines."""
+        """The container's log (stdout and stderr) since an epoch time, or its last ``tail`` lines.
+
+        Older SDKs (Debian 12's) take whole seconds only: the log is asked for from the whole second
+        before ``since``, with Docker's timestamps, and the lines before ``since`` are dropped here.
+        """
         options = {"stdout": True, "stderr": True}
         if since is not None:
-            options["since"] = since
+            options.update(since=int(since), timestamps=True)
         if tail is not None:
             options["tail"] = tail
         try:
-            return self.client.containers.get(name).logs(**options).decode("utf-8", errors="replace")
+            text = self.client.containers.get(name).logs(**options).decode("utf-8", errors="replace")
         except self.errors.NotFound:
             raise EngineError("container %s does not exist" % name) from None
         except self.errors.DockerException as exc:
             raise EngineError("could not read the log of container %s: %s" % (name, exc)) from None
+        return text if since is None else lines_since(text, since)
 
     def logs_tail(self, name: str, lines: int = 5) -> str:
         """The last lines of the log, or "" when it cannot be read (for error messages)."""
@@ -115,3 +122,25 @@ class DockerEngine:
             return
         except self.errors.APIError as exc:
             raise EngineError("could not remove container %s: %s" % (name, exc.explanation or exc)) from exc
+
+
+def lines_since(text: str, since: float) -> str:
+    """The lines of a log read with Docker's timestamps (RFC 3339, nanoseconds) at ``since`` or later,
+    without their timestamps."""
+    kept = []
+    for line in text.splitlines(keepends=True):
+        stamp, _space, rest = line.partition(" ")
+        if _epoch(stamp) >= since:
+            kept.append(rest)
+    return "".join(kept)
+
+
+def _epoch(stamp: str) -> float:
+    """Seconds since the epoch of Docker's ``2026-12-01T04:05:01.123456789Z``; 0 when it is not one."""
+    try:
+        whole, _dot, fraction = stamp.rstrip("Z").partition(".")
+        seconds = calendar.timegm(time.strptime(whole, "%Y-%m-%dT%H:%M:%S"))
+    except ValueError:
+        return 0.0
+    digits = "".join(ch for ch in fraction if ch.isdigit())
+    return seconds + (int(digits) / 10 ** len(digits) if digits else 0.0)

@@ -112,8 +112,12 @@ POSTGREST_SPEC = dict(
 )
 
 
+# A tenant's HAProxy backend is tenant_<tenant>: haproxy_backends may not use the prefix.
+TENANT_BACKEND_PREFIX = "tenant_"
+
+
 def backend_name(tenant: str) -> str:
-    return "tenant_%s" % tenant
+    return TENANT_BACKEND_PREFIX + tenant
 
 
 def service_name(tenant: str) -> str:

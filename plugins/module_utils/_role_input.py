@@ -16,6 +16,7 @@ import ipaddress
 import re
 from typing import Callable, Optional
 
+from ansible_collections.rotor.vps.plugins.module_utils._postgrest import TENANT_BACKEND_PREFIX
 from ansible_collections.rotor.vps.plugins.module_utils._tenants import tenants_input_errors
 from ansible_collections.rotor.vps.plugins.module_utils._validate import (
     backend_name_errors,
@@ -164,6 +165,9 @@ def haproxy_backend_errors(backends: object, where: str, *, reserved: list) -> l
             errors += problems
         elif name in reserved:
             errors.append("%s.name: %r is used by the role itself (reserved: %s)" % (at, name, ", ".join(reserved)))
+        elif name.startswith(TENANT_BACKEND_PREFIX):
+            errors.append("%s.name: %r starts with %r, which tenants' backends use (rotor.vps.postgrest_spawn)"
+                          % (at, name, TENANT_BACKEND_PREFIX))
         elif name in seen:
             errors.append("%s.name: %r is already used by %s[%d]; names must be unique" % (at, name, where, seen[name]))
         else:

@@ -99,3 +99,21 @@ vps_status() {
     vps_routes "$name"
   done
 }
+
+# The demo tenant's data: after `make up` converged the demo tenant of the lab inventory (database
+# "demo", schema "api"), a table with rows its anonymous role may read, as a tenant's migration would
+# add it; then PostgREST reloads its schema cache. Idempotent.
+vps_demo_tenant() {
+  local suite=${1:-trixie} name password
+  name=$(vps_name "$suite")
+  password=$(awk '/^postgres_superuser_password:/ {print $2}' "$LAB_DIR/../../inventories/lab/group_vars/vps.yml")
+  docker exec "$name" docker exec -e PGPASSWORD="$password" rotor-postgres \
+    psql -X -q -v ON_ERROR_STOP=1 -h rotor-postgres -U postgres -d demo -c "
+      CREATE TABLE IF NOT EXISTS api.items (id serial PRIMARY KEY, name text NOT NULL);
+      GRANT SELECT ON api.items TO demo_anon;
+      INSERT INTO api.items (name) SELECT n FROM unnest(ARRAY['first', 'second', 'third']) AS n
+        WHERE NOT EXISTS (SELECT 1 FROM api.items);" \
+    || die "could not add the demo tenant's table" "did the converge create the demo tenant? (rotor_tenants in inventories/lab)"
+  docker exec "$name" sh -c 'docker kill -s SIGUSR1 $(docker ps -q --filter label=org.rotor.vps.tenant=demo) >/dev/null'
+  log "demo tenant: curl -H \"Host: demo.lab.test\" http://127.0.0.1:$LAB_VPS_HTTP_PORT/items   (its rows, through HAProxy, PgBouncer and PostgREST)"
+}

@@ -99,6 +99,7 @@ def test_the_password_never_appears_in_messages(settings):
         ([{"name": "web/1"}], ["b[0].name: 'web/1' must start"]),
         ([{"name": "x" * 65}], ["b[0].name: '%s' must start" % ("x" * 65)]),
         ([{"name": "stats"}], ["b[0].name: 'stats' is used by the role itself"]),
+        ([{"name": "tenant_acme"}], ["b[0].name: 'tenant_acme' starts with 'tenant_', which tenants' backends use"]),
         ([{"name": "web"}, {"name": "api"}, {"name": "web"}], ["b[2].name: 'web' is already used by b[0]"]),
         ([{"name": "web", "health_path": "healthz"}], ["b[0].health_path: 'healthz' must start with /"]),
         ([{"name": "web", "health_path": "/a b"}], ["b[0].health_path: '/a b' must start with /"]),
