@@ -21,7 +21,7 @@ export ANSIBLE_FORCE_COLOR := 0
 
 .PHONY: help up test test-quick down purge status lab venv collection converge \
         unit sanity lint integration integration-quick molecule test-stages test-quick-stages \
-        bench-rotation bench-pgbouncer
+        bench-rotation bench-pgbouncer bench-tenants
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -104,3 +104,6 @@ bench-rotation: venv collection lab ## benchmark: haproxy_rotate vs a naive rota
 
 bench-pgbouncer: venv collection lab ## benchmark: pgbench direct to PostgreSQL vs through PgBouncer (prints figures)
 	python3 bench/pgbouncer/run.py $(ARGS)
+
+bench-tenants: venv collection lab ## benchmark: 100 tenants on one VPS, spawn times, memory, PgBouncer vs direct (prints figures)
+	python3 bench/tenants/run.py $(ARGS)

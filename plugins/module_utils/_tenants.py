@@ -154,6 +154,15 @@ def digest(tenant: dict) -> str:
     return hashlib.sha256(json.dumps(tenant, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def merge_record(applied: dict, changes: dict) -> dict:
+    """The record after a converge: ``changes["set"]`` (tenant -> digest) added, ``changes["drop"]`` removed.
+
+    The role merges the same way on the host (tasks/main.yml), where a run that did not read the
+    record (tenants_full_check) still keeps the other tenants' entries.
+    """
+    return {name: value for name, value in dict(applied, **changes["set"]).items() if name not in changes["drop"]}
+
+
 def tenant_jobs(tenants: list, defaults: dict, host: str, applied: dict, running: list, *, full: bool = False) -> dict:
     """Which tenants of ``host`` this converge changes, and what it records as applied afterwards.
 
@@ -161,22 +170,23 @@ def tenant_jobs(tenants: list, defaults: dict, host: str, applied: dict, running
     container. A present tenant is a job when its digest differs or nothing of it runs; an absent
     one when the last converge applied it or something of it runs.
     """
-    jobs, record = [], dict(applied)  # tenants not listed this time keep their record
+    jobs, changes = [], {"set": {}, "drop": []}  # tenants not listed this time keep their record
     for tenant in here(tenants, host):
         t = effective(tenant, defaults)
         state = t.get("state", "present")
         if state == "present":
-            record[t["name"]] = digest(t)
-            if full or applied.get(t["name"]) != record[t["name"]] or t["name"] not in running:
+            changes["set"][t["name"]] = digest(t)
+            if full or applied.get(t["name"]) != changes["set"][t["name"]] or t["name"] not in running:
                 jobs.append(dict(t, roles=roles_of(t["name"])))
         else:
             if full or t["name"] in applied or t["name"] in running:
                 jobs.append(dict(t, roles=roles_of(t["name"])))
-            record.pop(t["name"], None)
+            changes["drop"].append(t["name"])
+    record = merge_record(applied, changes)
     present = [job for job in jobs if job.get("state", "present") == "present"]
     # What the role's loops go over, without secrets (so only the tasks that need a password hide their output).
     return {
-        "jobs": jobs, "applied": record,
+        "jobs": jobs, "applied": record, "changes": changes,
         "nologin_roles": [job["roles"][kind] for job in present for kind in ("anon", "authenticated")],
         "connect": [{"database": job["name"], "role": role, "state": state} for job in present
                     for role, state in (("PUBLIC", "absent"), (job["roles"]["authenticator"], "present"))],

@@ -50,6 +50,17 @@ def _check_target(address: str) -> None:
         raise ValueError("load may only go to 127.0.0.1 or a lab container's private address, not %s" % address)
 
 
+async def _read_chunks(reader: asyncio.StreamReader) -> None:
+    """Skip a chunked body (PostgREST streams its JSON that way): chunks, the last one empty, then trailers."""
+    while True:
+        size = int((await asyncio.wait_for(reader.readline(), 10)).split(b";")[0], 16)
+        if size == 0:
+            break
+        await asyncio.wait_for(reader.readexactly(size + 2), 10)
+    while (await asyncio.wait_for(reader.readline(), 10)) not in (b"\r\n", b"\n", b""):
+        pass
+
+
 async def _worker(target: tuple, host: str, path: str, interval: float, start: float, until: float,
                   budget: list, result: LoadResult, stop: threading.Event, offset: float) -> None:
     reader = writer = None
@@ -57,7 +68,7 @@ async def _worker(target: tuple, host: str, path: str, interval: float, start: f
     request = ("GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: rotor-loadgen\r\n\r\n" % (path, host)).encode()
     while not stop.is_set():
         now = time.monotonic()
-        if slot > until or budget[0] <= 0:
+        if slot > until or now > until or budget[0] <= 0:
             break
         if slot > now:
             await asyncio.sleep(slot - now)
@@ -75,7 +86,7 @@ async def _worker(target: tuple, host: str, path: str, interval: float, start: f
             if not status_line:
                 raise ConnectionError("connection closed")
             status = int(status_line.split()[1])
-            length, close, served = 0, False, ""
+            length, chunked, close, served = 0, False, False, ""
             while True:
                 line = await asyncio.wait_for(reader.readline(), 10)
                 if line in (b"\r\n", b"\n", b""):
@@ -84,11 +95,15 @@ async def _worker(target: tuple, host: str, path: str, interval: float, start: f
                 name, value = name.strip().lower(), value.strip()
                 if name == "content-length":
                     length = int(value)
+                elif name == "transfer-encoding" and value.lower() == "chunked":
+                    chunked = True
                 elif name == "connection" and value.lower() == "close":
                     close = True
                 elif name == "x-served-by":
                     served = value
-            if length:
+            if chunked:
+                await _read_chunks(reader)
+            elif length:
                 await asyncio.wait_for(reader.readexactly(length), 10)
             if status == 200:
                 result.ok += 1

@@ -8,6 +8,7 @@ import yaml
 from ansible_collections.rotor.vps.plugins.module_utils._tenants import (
     digest,
     effective,
+    merge_record,
     tenant_jobs,
     tenants_input_errors,
 )
@@ -105,6 +106,19 @@ def test_absent_tenants_are_jobs_while_something_of_them_is_left_and_leave_the_r
     assert [job["name"] for job in result["jobs"]] == ["acme"]
     assert result["applied"] == {"other": "x"}, "another tenant's record must stay"
     assert tenant_jobs([dict(ACME, state="absent")], DEFAULTS, "vps1", {}, [])["jobs"] == []
+
+
+def test_the_changes_turn_any_earlier_record_into_the_new_one():
+    """A full check does not read the record: its changes, merged on the host, keep the others' entries."""
+    applied = {"acme": "old", "other": "x"}
+    tenants = [ACME, {"name": "beta", "state": "absent"}]
+    result = tenant_jobs(tenants, DEFAULTS, "vps1", applied, ["acme"])
+    assert result["changes"] == {"set": {"acme": digest(effective(ACME, DEFAULTS))}, "drop": ["beta"]}
+    assert result["applied"] == merge_record(applied, result["changes"]) == {"acme": result["changes"]["set"]["acme"],
+                                                                             "other": "x"}
+    unread = tenant_jobs(tenants, DEFAULTS, "vps1", {}, [], full=True)
+    assert unread["changes"] == result["changes"]
+    assert merge_record({"beta": "b", "other": "x"}, unread["changes"]) == result["applied"]
 
 
 def test_a_tenant_of_another_server_is_not_this_ones():
