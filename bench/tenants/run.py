@@ -353,9 +353,9 @@ def report(args: argparse.Namespace, found: dict) -> None:
     print()
     print("tenants benchmark: %d tenants on one lab VPS (%d CPUs, host load average %.1f at the end)"
           % (n, os.cpu_count() or 0, os.getloadavg()[0]))
-    print("  PostgREST image %s; PostgreSQL max_connections %s, PgBouncer max_client_conn %d, pool %d per tenant"
-          % (args.image, found["scaling"]["max_connections"] if "scaling" in found else "?", args.max_client_conn,
-             POOL_SIZE))
+    print("  PostgREST image %s; PostgreSQL max_connections %s, memory %s; PgBouncer max_client_conn %d, pool %d "
+          "per tenant" % (args.image, found["scaling"]["max_connections"] if "scaling" in found else "?",
+                          args.postgres_memory, args.max_client_conn, POOL_SIZE))
     print()
     print("1. provisioning with the tenants role (bench/tenants/tenants.yml)")
     total = prov[first]["add"].seconds + prov[n]["add"].seconds
@@ -438,9 +438,14 @@ def main() -> None:
             parser.error("--%s must be at least 1" % name.replace("_", "-"))
 
     # Pools that fit: every tenant's PgBouncer pool in PostgreSQL's budget, and PgBouncer clients for
-    # every PostgREST pool twice (the tenants role's headroom) plus every pgbench client.
+    # every PostgREST pool twice (the tenants role's headroom) plus every pgbench client. PostgreSQL's
+    # memory grows with it: each server connection of a PostgREST pool holds about 6 MB (catalog
+    # caches of the schema cache queries, page tables of shared_buffers); the default 1g ran out at
+    # about 145 (the kernel killed a backend, PostgreSQL restarted, every connection dropped).
+    budget = args.tenants * POOL_SIZE + 20
     args.max_client_conn = args.tenants * (2 * DB_POOL + args.clients) + 200
-    settings = {"postgres_tenant_connection_budget": args.tenants * POOL_SIZE + 20,
+    args.postgres_memory = "%dm" % (512 + 8 * budget)
+    settings = {"postgres_tenant_connection_budget": budget, "postgres_memory": args.postgres_memory,
                 "pgbouncer_max_client_conn": args.max_client_conn,
                 "haproxy_rate_limit_exempt_networks": ["0.0.0.0/0"]}
     lab = yaml.safe_load(LAB_VARS.read_text())
