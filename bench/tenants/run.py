@@ -347,15 +347,7 @@ def connection_scaling(vps: Vps, tenants: list[dict], args: argparse.Namespace) 
 
 # --- the run --------------------------------------------------------------------------------------
 
-def report(args: argparse.Namespace, found: dict) -> None:
-    n, first = args.tenants, args.first
-    prov = found["provisioning"]
-    print()
-    print("tenants benchmark: %d tenants on one lab VPS (%d CPUs, host load average %.1f at the end)"
-          % (n, os.cpu_count() or 0, os.getloadavg()[0]))
-    print("  PostgREST image %s; PostgreSQL max_connections %s, memory %s; PgBouncer max_client_conn %d, pool %d "
-          "per tenant" % (args.image, found["scaling"]["max_connections"] if "scaling" in found else "?",
-                          args.postgres_memory, args.max_client_conn, POOL_SIZE))
+def provisioning_report(prov: dict, n: int, first: int) -> None:
     print()
     print("1. provisioning with the tenants role (bench/tenants/tenants.yml)")
     total = prov[first]["add"].seconds + prov[n]["add"].seconds
@@ -369,51 +361,68 @@ def report(args: argparse.Namespace, found: dict) -> None:
           "ratio %.2f (target <= 4: %s)" % (first, prov[first]["again"].seconds, prov[first]["again"].changed, n,
                                             prov[n]["again"].seconds, prov[n]["again"].changed, ratio,
                                             "met" if ratio <= 4 else "NOT met"))
-    mem = found["memory"]
+
+
+def report(args: argparse.Namespace, found: dict) -> None:
+    n, first = args.tenants, args.first
     print()
-    print("2. idle PostgREST memory (docker stats, %d containers): median %.1f MiB, max %.1f MiB, all %.0f MiB "
-          "(targets <= 35 MB each: %s; <= 5 GB in all: %s)"
-          % (len(mem), statistics.median(mem), max(mem), sum(mem), "met" if max(mem) * 1.048576 <= 35 else "NOT met",
-             "met" if sum(mem) * 1.048576 <= 5000 else "NOT met"))
-    spawned = found["spawns"]
-    to_200 = [s["to_200"] for s in spawned]
-    print()
-    print("3. postgrest_spawn start -> first 200 through HAProxy, %d new tenants: p50 %.2f s, p95 %.2f s, max %.2f s "
-          "(target p95 <= 2 s: %s); the module task itself p50 %.2f s"
-          % (len(to_200), pct(to_200, 0.5), pct(to_200, 0.95), max(to_200), "met" if pct(to_200, 0.95) <= 2 else
-             "NOT met", pct([s["task"] for s in spawned], 0.5)))
-    runs = found["tenant_yml"]
-    print()
-    print("4. playbooks/tenant.yml, whole ansible-playbook runs, %d each: add p50 %.1f s, p95 %.1f s; remove (purge) "
-          "p50 %.1f s, p95 %.1f s (target p95 <= 10 s: %s)"
-          % (len(runs["add"]), pct(runs["add"], 0.5), pct(runs["add"], 0.95), pct(runs["remove"], 0.5),
-             pct(runs["remove"], 0.95), "met" if max(pct(runs["add"], 0.95), pct(runs["remove"], 0.95)) <= 10
-             else "NOT met"))
-    perf = found["perf"]
-    fixed, sat = perf["fixed"], perf["saturated"]
-    p99 = {side: fixed[side].latency(0.99) for side in fixed}
-    rate = {side: statistics.median(r["rate"] for r in sat[side]) for side in sat}
-    print()
-    print("5. PostgREST through PgBouncer vs straight to PostgreSQL (GET %s through HAProxy, %d round(s))"
-          % (perf["path"], args.rounds))
-    for side in ("direct", "pgbouncer"):
-        print("   %-9s %d req/s: %d sent, %d failed, p50 %.1f ms, p99 %.1f ms; saturated %.0f req/s (%d connections)"
-              % (side, args.rate, fixed[side].sent, fixed[side].failed, fixed[side].latency(0.5), p99[side],
-                 rate[side], args.connections))
-    p99_ratio = p99["pgbouncer"] / p99["direct"] if p99["direct"] else float("nan")
-    rate_ratio = rate["pgbouncer"] / rate["direct"] if rate["direct"] else float("nan")
-    print("   p99 ratio %.2f (target <= 1.3: %s); throughput ratio %.2f (target >= 0.75: %s)"
-          % (p99_ratio, "met" if p99_ratio <= 1.3 else "NOT met", rate_ratio, "met" if rate_ratio >= 0.75 else "NOT met"))
-    scaling = found["scaling"]
-    print()
-    print("6. %d tenants x %d pgbench clients = %d client connections, %d s (PostgreSQL max_connections %s)"
-          % (n, args.clients, n * args.clients, args.pgbench_seconds, scaling["max_connections"]))
-    for side in ("pgbouncer", "direct"):
-        s = scaling[side]
-        print("   %-9s %3d of %d pgbench runs completed, %d transactions, %d failed; %d runs refused at connection "
-              "(PostgreSQL refused %d connections: too many clients)"
-              % (side, s["completed"], s["runs"], s["transactions"], s["failed"], s["refused_runs"],
-                 s["refused_by_postgres"] + s["reserved_refusals"]))
+    print("tenants benchmark: %d tenants on one lab VPS (%d CPUs, host load average %.1f at the end)"
+          % (n, os.cpu_count() or 0, os.getloadavg()[0]))
+    print("  PostgREST image %s; PostgreSQL max_connections %s, memory %s; PgBouncer max_client_conn %d, pool %d "
+          "per tenant" % (args.image, found["scaling"]["max_connections"] if "scaling" in found else "?",
+                          args.postgres_memory, args.max_client_conn, POOL_SIZE))
+    if "provisioning" in found:
+        provisioning_report(found["provisioning"], n, first)
+    if "memory" in found:
+        mem = found["memory"]
+        print()
+        print("2. idle PostgREST memory (docker stats, %d containers): median %.1f MiB, max %.1f MiB, all %.0f MiB "
+              "(targets <= 35 MB each: %s; <= 5 GB in all: %s)"
+              % (len(mem), statistics.median(mem), max(mem), sum(mem), "met" if max(mem) * 1.048576 <= 35 else "NOT met",
+                 "met" if sum(mem) * 1.048576 <= 5000 else "NOT met"))
+    if "spawns" in found:
+        spawned = found["spawns"]
+        to_200 = [s["to_200"] for s in spawned]
+        print()
+        print("3. postgrest_spawn start -> first 200 through HAProxy, %d new tenants: p50 %.2f s, p95 %.2f s, max %.2f s "
+              "(target p95 <= 2 s: %s); the module task itself p50 %.2f s"
+              % (len(to_200), pct(to_200, 0.5), pct(to_200, 0.95), max(to_200), "met" if pct(to_200, 0.95) <= 2 else
+                 "NOT met", pct([s["task"] for s in spawned], 0.5)))
+    if "tenant_yml" in found:
+        runs = found["tenant_yml"]
+        print()
+        print("4. playbooks/tenant.yml, whole ansible-playbook runs, %d each: add p50 %.1f s, p95 %.1f s; remove (purge) "
+              "p50 %.1f s, p95 %.1f s (target p95 <= 10 s: %s)"
+              % (len(runs["add"]), pct(runs["add"], 0.5), pct(runs["add"], 0.95), pct(runs["remove"], 0.5),
+                 pct(runs["remove"], 0.95), "met" if max(pct(runs["add"], 0.95), pct(runs["remove"], 0.95)) <= 10
+                 else "NOT met"))
+    if "perf" in found:
+        perf = found["perf"]
+        fixed, sat = perf["fixed"], perf["saturated"]
+        p99 = {side: fixed[side].latency(0.99) for side in fixed}
+        rate = {side: statistics.median(r["rate"] for r in sat[side]) for side in sat}
+        print()
+        print("5. PostgREST through PgBouncer vs straight to PostgreSQL (GET %s through HAProxy, %d round(s))"
+              % (perf["path"], args.rounds))
+        for side in ("direct", "pgbouncer"):
+            print("   %-9s %d req/s: %d sent, %d failed, p50 %.1f ms, p99 %.1f ms; saturated %.0f req/s (%d connections)"
+                  % (side, args.rate, fixed[side].sent, fixed[side].failed, fixed[side].latency(0.5), p99[side],
+                     rate[side], args.connections))
+        p99_ratio = p99["pgbouncer"] / p99["direct"] if p99["direct"] else float("nan")
+        rate_ratio = rate["pgbouncer"] / rate["direct"] if rate["direct"] else float("nan")
+        print("   p99 ratio %.2f (target <= 1.3: %s); throughput ratio %.2f (target >= 0.75: %s)"
+              % (p99_ratio, "met" if p99_ratio <= 1.3 else "NOT met", rate_ratio, "met" if rate_ratio >= 0.75 else "NOT met"))
+    if "scaling" in found:
+        scaling = found["scaling"]
+        print()
+        print("6. %d tenants x %d pgbench clients = %d client connections, %d s (PostgreSQL max_connections %s)"
+              % (n, args.clients, n * args.clients, args.pgbench_seconds, scaling["max_connections"]))
+        for side in ("pgbouncer", "direct"):
+            s = scaling[side]
+            print("   %-9s %3d of %d pgbench runs completed, %d transactions, %d failed; %d runs refused at connection "
+                  "(PostgreSQL refused %d connections: too many clients)"
+                  % (side, s["completed"], s["runs"], s["transactions"], s["failed"], s["refused_runs"],
+                     s["refused_by_postgres"] + s["reserved_refusals"]))
 
 
 def main() -> None:
@@ -428,15 +437,29 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="load rounds, direct and pooled alternating")
     parser.add_argument("--clients", type=int, default=20, help="pgbench clients per tenant")
     parser.add_argument("--pgbench-seconds", type=int, default=15, help="pgbench -T")
+    parser.add_argument("--parts", default="1,2,3,4,5,6",
+                        help="the parts to measure, comma-separated (1 only on a new VPS, not with --reuse)")
     parser.add_argument("--vps", default="rotor-bench-tenants", help="name of the disposable lab VPS")
-    parser.add_argument("--keep", action="store_true", help="keep the VPS afterwards")
+    parser.add_argument("--keep", metavar="DIR", type=Path,
+                        help="keep the VPS afterwards, and its tenants (passwords too) in DIR/tenants.json, 0600")
+    parser.add_argument("--reuse", metavar="DIR", type=Path,
+                        help="measure parts 2-6 on the VPS a --keep run left, with the tenants of DIR/tenants.json")
     args = parser.parse_args()
+    try:
+        parts = {int(part) for part in args.parts.split(",")}
+    except ValueError:
+        parser.error("--parts must be numbers from 1 to 6, comma-separated")
+    if not parts <= set(range(1, 7)) or (1 in parts) == bool(args.reuse):
+        parser.error("--parts must be numbers from 1 to 6; 1 (provisioning) always runs on a new VPS, never with --reuse")
     if not 1 <= args.first < args.tenants:
         parser.error("--first must be at least 1 and below --tenants")
     for name in ("spawns", "tenant_runs", "rate", "load_seconds", "connections", "rounds", "clients", "pgbench_seconds"):
         if getattr(args, name) < 1:
             parser.error("--%s must be at least 1" % name.replace("_", "-"))
 
+    if args.reuse:
+        tenants = json.loads((args.reuse / "tenants.json").read_text())
+        args.tenants = len(tenants)
     # Pools that fit: every tenant's PgBouncer pool in PostgreSQL's budget, and PgBouncer clients for
     # every PostgREST pool twice (the tenants role's headroom) plus every pgbench client. PostgreSQL's
     # memory grows with it: each server connection of a PostgREST pool holds about 6 MB (catalog
@@ -452,39 +475,51 @@ def main() -> None:
     settings["postgres_superuser_password"] = lab["postgres_superuser_password"]
     args.image = settings["tenants_postgrest_image"] = lab.get("tenants_postgrest_image",
                                                                ROLE_DEFAULTS["tenants_postgrest_image"])
-    tenants = [{"name": tenant_name(i), "hosts": ["%s.%s" % (tenant_name(i), DOMAIN)],
-                "authenticator_password": secrets.token_urlsafe(18)} for i in range(1, args.tenants + 1)]
-    # The tenant of part 5 gets as many PgBouncer server connections as its PostgREST pool, as the
-    # container straight to PostgreSQL has: the comparison is then about the pooler, not its size.
-    tenants[0]["pool_size"] = DB_POOL
+    if not args.reuse:
+        tenants = [{"name": tenant_name(i), "hosts": ["%s.%s" % (tenant_name(i), DOMAIN)],
+                    "authenticator_password": secrets.token_urlsafe(18)} for i in range(1, args.tenants + 1)]
+        # The tenant of part 5 gets as many PgBouncer server connections as its PostgREST pool, as the
+        # container straight to PostgreSQL has: the comparison is then about the pooler, not its size.
+        tenants[0]["pool_size"] = DB_POOL
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-tenants-"))
     vps = Vps(args.vps, tmp, settings)
-    subprocess.run([LAB, "vps-rm", args.vps], capture_output=True, check=False)
-    subprocess.run([LAB, "vps-run", args.vps, "trixie"], check=True)
+    if not args.reuse:
+        subprocess.run([LAB, "vps-rm", args.vps], capture_output=True, check=False)
+        subprocess.run([LAB, "vps-run", args.vps, "trixie"], check=True)
+    if args.keep:
+        args.keep.mkdir(mode=0o700, parents=True, exist_ok=True)
+        (args.keep / "tenants.json").touch(mode=0o600)
+        (args.keep / "tenants.json").write_text(json.dumps(tenants))
     found: dict = {}
     try:
         vps.address = subprocess.run(["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}",
                                       args.vps], capture_output=True, text=True, check=True).stdout.split()[0]
-        log("converging %s with playbooks/site.yml (no tenants yet)" % args.vps)
-        base = vps.playbook(ROOT / "playbooks" / "site.yml", {"rotor_tenants": []})
-        log("  %.0f s" % base.seconds)
-        found["provisioning"] = provisioning(vps, tenants, args.first)
-        log("idle PostgREST memory")
-        time.sleep(5)
-        found["memory"] = memory(vps)
-        log("postgrest_spawn -> first 200, %d times" % args.spawns)
-        found["spawns"] = spawns(vps, tenants, args.spawns)
-        log("playbooks/tenant.yml, %d times add and remove" % args.tenant_runs)
-        found["tenant_yml"] = tenant_runs(vps, args.tenant_runs)
-        log("PostgREST through PgBouncer vs straight to PostgreSQL")
-        found["perf"] = pooled_vs_direct(vps, tenants, args)
-        found["scaling"] = connection_scaling(vps, tenants, args)
+        if not args.reuse:
+            log("converging %s with playbooks/site.yml (no tenants yet)" % args.vps)
+            base = vps.playbook(ROOT / "playbooks" / "site.yml", {"rotor_tenants": []})
+            log("  %.0f s" % base.seconds)
+            found["provisioning"] = provisioning(vps, tenants, args.first)
+        if 2 in parts:
+            log("idle PostgREST memory")
+            time.sleep(5)
+            found["memory"] = memory(vps)
+        if 3 in parts:
+            log("postgrest_spawn -> first 200, %d times" % args.spawns)
+            found["spawns"] = spawns(vps, tenants, args.spawns)
+        if 4 in parts:
+            log("playbooks/tenant.yml, %d times add and remove" % args.tenant_runs)
+            found["tenant_yml"] = tenant_runs(vps, args.tenant_runs)
+        if 5 in parts:
+            log("PostgREST through PgBouncer vs straight to PostgreSQL")
+            found["perf"] = pooled_vs_direct(vps, tenants, args)
+        if 6 in parts:
+            found["scaling"] = connection_scaling(vps, tenants, args)
     finally:
         for path in tmp.iterdir():
             path.unlink()
         tmp.rmdir()
-        if args.keep:
+        if args.keep or args.reuse:
             log("kept the VPS %s (tests/lab/lab vps-rm %s removes it)" % (args.vps, args.vps))
         else:
             subprocess.run([LAB, "vps-rm", args.vps], capture_output=True, check=False)

@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from ansible_collections.rotor.vps.plugins.module_utils._validate import duration_seconds
+from ansible_collections.rotor.vps.plugins.module_utils._validate import duration_seconds, plain_input
 from ansible_collections.rotor.vps.plugins.module_utils._web_service import (
     DEFAULT_HEALTH_PATH,
     rotation_service_errors,
@@ -138,10 +138,11 @@ class FilterModule:
     """rotor.vps rotation filters."""
 
     def filters(self):
-        return {
+        filters = {
             "rotation_service_errors": rotation_service_errors,
             "rotation_backends": rotation_backends,
             "rotation_timers": rotation_timers,
             "rotation_plan": rotation_plan,
             "rotation_summary": rotation_summary,
         }
+        return {name: plain_input(function) for name, function in filters.items()}

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from ansible_collections.rotor.vps.plugins.module_utils._tenants import tenant_jobs
+from ansible_collections.rotor.vps.plugins.module_utils._validate import plain_input
 
 
 def _tenant_jobs(tenants, defaults, host, applied, running, full=False):
@@ -16,4 +17,4 @@ class FilterModule:
     """rotor.vps tenant filters."""
 
     def filters(self):
-        return {"tenant_jobs": _tenant_jobs}
+        return {"tenant_jobs": plain_input(_tenant_jobs)}

@@ -7,6 +7,7 @@ from __future__ import annotations
 from ansible_collections.rotor.vps.plugins.module_utils._role_input import haproxy_input_errors, role_input_errors
 from ansible_collections.rotor.vps.plugins.module_utils._validate import (
     network_errors,
+    plain_input,
     tmpfs_mount_options,
     tmpfs_volume_errors,
 )
@@ -16,10 +17,11 @@ class FilterModule:
     """rotor.vps validation and rendering filters."""
 
     def filters(self):
-        return {
+        filters = {
             "haproxy_input_errors": haproxy_input_errors,
             "network_errors": network_errors,
             "role_input_errors": role_input_errors,
             "tmpfs_volume_errors": tmpfs_volume_errors,
             "tmpfs_mount_options": tmpfs_mount_options,
         }
+        return {name: plain_input(function) for name, function in filters.items()}

@@ -9,8 +9,10 @@ user exactly what to fix before anything on the host is touched.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
+from collections.abc import Mapping
 from typing import Optional
 
 # Docker's own rule for network and volume names.
@@ -20,6 +22,30 @@ DOCKER_NAME_MAX = 64
 TMPFS_SIZE_RE = re.compile(r"^([1-9][0-9]*)([kmg]?)$", re.IGNORECASE)
 TMPFS_MODE_RE = re.compile(r"^[0-7]{3,4}$")
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def plain(value: object) -> object:
+    """``value`` with every mapping a dict and every list a list, recursively.
+
+    Filters get Ansible's lazy containers, which carry the whole variable context and copy it on
+    every ``deepcopy`` (an ArgumentSpecValidator makes one per call): 100 tenants checked one by one
+    took 10 s that way, a few milliseconds once the input is plain.
+    """
+    if isinstance(value, Mapping):
+        return {key: plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(item) for item in value]
+    return value
+
+
+def plain_input(function):
+    """``function`` called with every argument made plain (see ``plain``): for filter plugins."""
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        return function(*(plain(arg) for arg in args), **{key: plain(arg) for key, arg in kwargs.items()})
+
+    return wrapper
 
 
 def tmpfs_size_bytes(size: str) -> int:

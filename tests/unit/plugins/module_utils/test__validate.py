@@ -1,11 +1,16 @@
 from __future__ import annotations
 
+import copy
+from collections.abc import Mapping
+
 import pytest
 
 from ansible_collections.rotor.vps.plugins.module_utils._validate import (
     duration_seconds,
     hostname_errors,
     network_errors,
+    plain,
+    plain_input,
     service_name_errors,
     tmpfs_mount_errors,
     tmpfs_mount_options,
@@ -143,3 +148,38 @@ def test_tmpfs_mount_errors():
         "tmpfs[2].mode: '9' must be an octal mode string such as '1777' or '0750'",
         "tmpfs[3].path: '/x' is already used by tmpfs[2]; names must be unique",
     ]
+
+
+class Lazy(Mapping):
+    """A mapping like Ansible's lazy containers: copying it is what must not happen."""
+
+    def __init__(self, data):
+        self.data = data
+
+    def __getitem__(self, key):
+        return self.data[key]
+
+    def __iter__(self):
+        return iter(self.data)
+
+    def __len__(self):
+        return len(self.data)
+
+    def __deepcopy__(self, memo):
+        raise AssertionError("a lazy container was deep-copied")
+
+
+def test_plain_makes_nested_mappings_and_lists_plain():
+    value = plain(Lazy({"tenants": (Lazy({"name": "acme", "hosts": ["a.example"]}),), "n": 1}))
+    assert value == {"tenants": [{"name": "acme", "hosts": ["a.example"]}], "n": 1}
+    assert type(value) is dict and type(value["tenants"]) is list and type(value["tenants"][0]) is dict
+    copy.deepcopy(value)
+
+
+def test_plain_input_hands_plain_arguments_to_the_filter():
+    seen = []
+    wrapped = plain_input(lambda settings, role, **options: seen.append((settings, role, options)) or [])
+    assert wrapped(Lazy({"x": Lazy({"y": [1]})}), "tenants", hosts=Lazy({"h": 1})) == []
+    settings, role, options = seen[0]
+    assert type(settings["x"]) is dict and role == "tenants" and type(options["hosts"]) is dict
+    copy.deepcopy(seen)
