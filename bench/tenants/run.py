@@ -228,7 +228,10 @@ def spawns(vps: Vps, tenants: list[dict], count: int) -> list[dict]:
         if not found:
             raise SystemExit("spawn %s: no 200 through HAProxy within 30 s of the module's end" % tenant)
         samples.append({"tenant": tenant, "to_200": found[0] - start, "task": seconds, "changed": result.get("changed")})
-        log("  %s: first 200 %.2f s after postgrest_spawn started (task %.2f s)" % (tenant, found[0] - start, seconds))
+        phases = ", ".join("%s %.2f" % (name, value) for replacement in result.get("replacements") or []
+                           for name, value in (replacement.get("durations") or {}).items())
+        log("  %s: first 200 %.2f s after postgrest_spawn started (task %.2f s; container %s)"
+            % (tenant, found[0] - start, seconds, phases or "?"))
         vps.module("rotor.vps.postgrest_spawn", {"tenant": tenant, "state": "absent"})
     return samples
 
@@ -265,13 +268,14 @@ def pooled_vs_direct(vps: Vps, tenants: list[dict], args: argparse.Namespace) ->
     target = "%s:80" % vps.address
     paths = {"pgbouncer": perf["hosts"][0], "direct": "%s.%s" % (DIRECT, DOMAIN)}
     path = "/items?order=id&limit=20"
-    for side, host in paths.items():  # warm both up
-        loadgen.run(target, host=host, path=path, rate=100, duration=2, connections=4)
+    for side, host in paths.items():  # warm both up: pools filled, caches loaded, at the measured rate
+        loadgen.run(target, host=host, path=path, rate=args.rate, duration=5, count=5 * args.rate, connections=8)
     fixed = {side: loadgen.LoadResult() for side in paths}
     saturated = {side: [] for side in paths}
+    # The fixed-rate rounds first, then the saturated ones (whose aftermath would weigh on the next
+    # round's tail latency); each round alternates which side goes first.
     for round_ in range(args.rounds):
-        order = list(paths) if round_ % 2 == 0 else list(reversed(paths))
-        for side in order:
+        for side in list(paths) if round_ % 2 == 0 else list(reversed(paths)):
             r = loadgen.run(target, host=paths[side], path=path, rate=args.rate, duration=args.load_seconds,
                             count=int(args.rate * args.load_seconds), connections=8)
             fixed[side].sent += r.sent
@@ -280,7 +284,8 @@ def pooled_vs_direct(vps: Vps, tenants: list[dict], args: argparse.Namespace) ->
             fixed[side].latencies += r.latencies
             log("  round %d %-9s %d req/s: %d sent, %d failed, p50 %.1f ms, p99 %.1f ms"
                 % (round_ + 1, side, args.rate, r.sent, r.failed, r.latency(0.5), r.latency(0.99)))
-        for side in order:
+    for round_ in range(args.rounds):
+        for side in list(paths) if round_ % 2 == 0 else list(reversed(paths)):
             r = loadgen.run(target, host=paths[side], path=path, rate=100_000, duration=args.load_seconds,
                             count=100_000 * args.load_seconds, connections=args.connections)
             saturated[side].append({"rate": r.ok / r.seconds if r.seconds else 0.0, "failed": r.failed})
@@ -432,9 +437,9 @@ def main() -> None:
     parser.add_argument("--spawns", type=int, default=20, help="postgrest_spawn -> first 200 samples")
     parser.add_argument("--tenant-runs", type=int, default=10, help="tenant.yml add and remove runs")
     parser.add_argument("--rate", type=int, default=200, help="fixed-rate load, requests per second")
-    parser.add_argument("--load-seconds", type=int, default=15, help="seconds of each load run")
+    parser.add_argument("--load-seconds", type=int, default=10, help="seconds of each load run")
     parser.add_argument("--connections", type=int, default=16, help="connections of the saturated runs")
-    parser.add_argument("--rounds", type=int, default=2, help="load rounds, direct and pooled alternating")
+    parser.add_argument("--rounds", type=int, default=6, help="load rounds, direct and pooled alternating")
     parser.add_argument("--clients", type=int, default=20, help="pgbench clients per tenant")
     parser.add_argument("--pgbench-seconds", type=int, default=15, help="pgbench -T")
     parser.add_argument("--parts", default="1,2,3,4,5,6",
@@ -462,9 +467,9 @@ def main() -> None:
         args.tenants = len(tenants)
     # Pools that fit: every tenant's PgBouncer pool in PostgreSQL's budget, and PgBouncer clients for
     # every PostgREST pool twice (the tenants role's headroom) plus every pgbench client. PostgreSQL's
-    # memory grows with it: each server connection of a PostgREST pool holds about 6 MB (catalog
-    # caches of the schema cache queries, page tables of shared_buffers); the default 1g ran out at
-    # about 145 (the kernel killed a backend, PostgreSQL restarted, every connection dropped).
+    # memory grows with it, above the postgres role's floor (shared_buffers, 6 MB per connection,
+    # 64 MB): the default 1g ran out at about 145 connections (the kernel killed a backend,
+    # PostgreSQL restarted, every connection dropped), which the role now refuses before it starts.
     budget = args.tenants * POOL_SIZE + 20
     args.max_client_conn = args.tenants * (2 * DB_POOL + args.clients) + 200
     args.postgres_memory = "%dm" % (512 + 8 * budget)

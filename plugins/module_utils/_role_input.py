@@ -25,8 +25,11 @@ from ansible_collections.rotor.vps.plugins.module_utils._validate import (
     haproxy_time_errors,
     health_path_errors,
     is_int,
+    memory_bytes,
+    memory_errors,
     network_errors,
     one_line_errors,
+    pg_memory_bytes,
     port_errors,
     setting_name_errors,
     socket_dir_errors,
@@ -256,6 +259,7 @@ def postgres_input_errors(s: dict, managed: Optional[list] = None) -> list[str]:
         if pids is None or pids < floor:
             errors.append("postgres_pids_limit: %r must leave room for one process per connection: at least "
                           "max_connections + 32 = %d" % (s.get("postgres_pids_limit"), floor))
+    errors += postgres_memory_errors(s, None if budget is None or reserve is None else budget + reserve)
 
     def name_errors(key: object, where: str) -> list[str]:
         if isinstance(key, str) and PG_SETTING_RE.fullmatch(key):
@@ -265,6 +269,35 @@ def postgres_input_errors(s: dict, managed: Optional[list] = None) -> list[str]:
 
     errors += _settings_errors(s.get("postgres_settings"), "postgres_settings", managed=list(managed or []),
                                name_errors=name_errors, what="postgresql.conf")
+    return errors
+
+
+# What PostgreSQL needs besides shared_buffers: each connection's backend (its catalog and plan
+# caches, the page tables of shared_buffers; about 5 MB measured with PostgREST's schema cache
+# queries, and a 1g container killed a backend at about 145 connections), and the server's own
+# processes (postmaster, checkpointer, WAL writer, autovacuum).
+POSTGRES_MEMORY_PER_CONNECTION = 6 * 1024**2
+POSTGRES_MEMORY_BASE = 64 * 1024**2
+
+
+def postgres_memory_errors(s: dict, max_connections: Optional[int]) -> list[str]:
+    """postgres_memory must hold shared_buffers and every connection the budget allows."""
+    errors = memory_errors(s.get("postgres_memory"), "postgres_memory")
+    shared = pg_memory_bytes(s.get("postgres_shared_buffers"))
+    if shared is None:
+        errors.append("postgres_shared_buffers: %r must be a PostgreSQL memory size: a whole number with kB, MB, GB "
+                      "or TB (e.g. 256MB)" % (s.get("postgres_shared_buffers"),))
+    memory = memory_bytes(s.get("postgres_memory"))
+    if errors or memory is None or max_connections is None:
+        return errors
+    needed = shared + max_connections * POSTGRES_MEMORY_PER_CONNECTION + POSTGRES_MEMORY_BASE
+    if memory < needed:
+        mib = 1024**2
+        errors.append("postgres_memory: %s cannot hold postgres_shared_buffers (%s) and %d connections "
+                      "(max_connections: postgres_tenant_connection_budget + postgres_connection_reserve) at %d MB "
+                      "each plus %d MB: at least %dm; raise postgres_memory or lower the budget"
+                      % (s.get("postgres_memory"), s.get("postgres_shared_buffers"), max_connections,
+                         POSTGRES_MEMORY_PER_CONNECTION // mib, POSTGRES_MEMORY_BASE // mib, -(-needed // mib)))
     return errors
 
 

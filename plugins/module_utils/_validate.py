@@ -308,15 +308,33 @@ MEMORY_MIN = 6 * 1024**2
 _MEMORY_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 
 
+def memory_bytes(value: object) -> Optional[int]:
+    """A container memory limit such as ``128m`` in bytes; None when it is not one."""
+    match = MEMORY_RE.fullmatch(value.strip()) if isinstance(value, str) else None
+    return int(match.group(1)) * _MEMORY_UNITS[match.group(2).lower()] if match else None
+
+
 def memory_errors(value: object, where: str) -> list[str]:
     """Check a container memory limit such as ``128m`` (Docker refuses less than 6m)."""
-    match = MEMORY_RE.fullmatch(value.strip()) if isinstance(value, str) else None
-    if not match:
+    size = memory_bytes(value)
+    if size is None:
         return ["%s: %r must be a positive whole number with an optional b, k, m or g suffix (e.g. 128m)"
                 % (where, value)]
-    if int(match.group(1)) * _MEMORY_UNITS[match.group(2).lower()] < MEMORY_MIN:
+    if size < MEMORY_MIN:
         return ["%s: %r is below Docker's minimum memory limit of 6m" % (where, value)]
     return []
+
+
+# A PostgreSQL memory setting: a whole number with kB, MB, GB or TB (case as PostgreSQL writes
+# them), or a bare number of 8 kB pages (shared_buffers' own unit).
+PG_MEMORY_RE = re.compile(r"^([1-9][0-9]*)(kB|MB|GB|TB)?$")
+_PG_MEMORY_UNITS = {None: 8192, "kB": 1024, "MB": 1024**2, "GB": 1024**3, "TB": 1024**4}
+
+
+def pg_memory_bytes(value: object) -> Optional[int]:
+    """A PostgreSQL memory setting such as ``256MB`` in bytes; None when it is not one."""
+    match = PG_MEMORY_RE.fullmatch(str(value).strip()) if isinstance(value, (str, int)) and not isinstance(value, bool) else None
+    return int(match.group(1)) * _PG_MEMORY_UNITS[match.group(2)] if match else None
 
 
 def positive_number_errors(value: object, where: str, example: str = "0.5") -> list[str]:

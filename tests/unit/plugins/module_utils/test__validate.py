@@ -172,7 +172,7 @@ class Lazy(Mapping):
 def test_plain_makes_nested_mappings_and_lists_plain():
     value = plain(Lazy({"tenants": (Lazy({"name": "acme", "hosts": ["a.example"]}),), "n": 1}))
     assert value == {"tenants": [{"name": "acme", "hosts": ["a.example"]}], "n": 1}
-    assert type(value) is dict and type(value["tenants"]) is list and type(value["tenants"][0]) is dict
+    assert isinstance(value, dict) and isinstance(value["tenants"], list) and isinstance(value["tenants"][0], dict)
     copy.deepcopy(value)
 
 
@@ -181,5 +181,5 @@ def test_plain_input_hands_plain_arguments_to_the_filter():
     wrapped = plain_input(lambda settings, role, **options: seen.append((settings, role, options)) or [])
     assert wrapped(Lazy({"x": Lazy({"y": [1]})}), "tenants", hosts=Lazy({"h": 1})) == []
     settings, role, options = seen[0]
-    assert type(settings["x"]) is dict and role == "tenants" and type(options["hosts"]) is dict
+    assert isinstance(settings["x"], dict) and role == "tenants" and isinstance(options["hosts"], dict)
     copy.deepcopy(seen)
