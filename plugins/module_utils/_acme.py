@@ -66,7 +66,9 @@ def domain_errors(domains: object, where: str, *, challenge: str) -> list[str]:
 
 def site_errors(p: dict, where: str = "") -> list[str]:
     """Every rule the options of one site's certificate break, each naming the option."""
-    at = (lambda name: "%s%s" % (where, name))
+    def at(name: str) -> str:
+        return where + name
+
     challenge = p.get("challenge", "http-01")
     errors = []
     if challenge not in CHALLENGES:
