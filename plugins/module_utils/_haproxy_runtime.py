@@ -58,15 +58,24 @@ class HaproxyRuntime:
         if not stat.S_ISSOCK(mode):
             raise HaproxyError("%s is not a unix socket; haproxy_socket must be HAProxy's admin socket" % self.socket_path)
 
-    def execute(self, command: str) -> str:
-        """Send one command and return HAProxy's whole reply."""
+    def execute(self, command: str, *, payload: Optional[str] = None) -> str:
+        """Send one command and return HAProxy's whole reply.
+
+        ``payload`` (for a command ending in `` <<``): lines without an empty one, which ends it.
+        """
         if "\n" in command or ";" in command:
-            raise HaproxyError("refusing to send a command containing a newline or ';': %r" % command)
+            raise HaproxyError("refusing to send a command containing a newline or ';': %r" % command.split(" <<")[0])
+        data = command.encode() + b"\n"
+        if payload is not None:
+            if not command.endswith(" <<") or not payload.endswith("\n") or "\n\n" in payload or payload.startswith("\n"):
+                raise HaproxyError("a payload follows a command ending in ' <<' and has no empty line: %r"
+                                   % command.split(" <<")[0])
+            data += payload.encode() + b"\n"
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(self.timeout)
         try:
             sock.connect(self.socket_path)
-            sock.sendall(command.encode() + b"\n")
+            sock.sendall(data)
             # Non-interactive: HAProxy (runtime API or master CLI) answers and closes once we are done writing.
             sock.shutdown(socket.SHUT_WR)
             chunks = []
@@ -76,7 +85,8 @@ class HaproxyRuntime:
                     break
                 chunks.append(chunk)
         except OSError as exc:
-            raise HaproxyError("HAProxy's runtime socket %s did not answer %r: %s" % (self.socket_path, command, exc)) from exc
+            raise HaproxyError("HAProxy's runtime socket %s did not answer %r: %s"
+                               % (self.socket_path, command.split(" <<")[0], exc)) from exc
         finally:
             sock.close()
         return b"".join(chunks).decode(errors="replace")
