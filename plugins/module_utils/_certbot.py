@@ -11,12 +11,15 @@ certbot's console shows an ACME problem by its short type and detail ("Type: una
 "Detail: ..."), or as "title :: detail" for other errors; the full ``urn:ietf:params:acme:error:``
 code is only in its log. A rejected anti-replay nonce is retried once by certbot's ACME library;
 a second one in a row fails the run, and is worth one more run (Pebble rejects 5% of nonces).
+An account the CA no longer knows (Pebble forgets them all when it restarts) is set aside, and
+certbot registers a new one.
 """
 
 from __future__ import annotations
 
 import re
 from typing import Optional
+from urllib.parse import urlparse
 
 # Inside the certbot container (the host's directories are mounted there).
 CONFIG_DIR = "/etc/letsencrypt"
@@ -77,6 +80,17 @@ def problem(output: str) -> str:
 def bad_nonce(output: str) -> bool:
     """Whether certbot failed on a rejected anti-replay nonce (worth one more run)."""
     return "anti-replay nonce" in output or "badNonce" in output
+
+
+def account_unknown(output: str) -> bool:
+    """Whether the CA no longer knows certbot's account (a test CA restarted, an account deactivated)."""
+    return "accountDoesNotExist" in output or bool(re.search(r"Account \S+ not found", output))
+
+
+def accounts_dir(directory_url: str, config_dir: str = CONFIG_DIR) -> str:
+    """Where certbot keeps its accounts with the CA of ``directory_url``."""
+    parsed = urlparse(directory_url)
+    return "%s/accounts/%s/%s" % (config_dir, parsed.netloc, parsed.path.strip("/"))
 
 
 def acme_type(log_text: str) -> Optional[str]:

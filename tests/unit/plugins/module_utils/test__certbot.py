@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 from ansible_collections.rotor.vps.plugins.module_utils._certbot import (
+    account_unknown,
+    accounts_dir,
     acme_type,
     bad_nonce,
     cert_name,
@@ -76,3 +78,12 @@ def test_bad_nonce_and_the_logged_acme_type():
     log = 'acme.messages.Error: urn:ietf:params:acme:error:badNonce :: ...\n"type": "urn:ietf:params:acme:error:rateLimited"'
     assert acme_type(log) == "urn:ietf:params:acme:error:rateLimited"
     assert acme_type("nothing") is None
+
+
+def test_an_account_the_ca_forgot_and_where_accounts_are():
+    assert account_unknown("An unexpected error occurred:\nAccount https://pebble:14000/my-account/7eaa not found.")
+    assert account_unknown("urn:ietf:params:acme:error:accountDoesNotExist")
+    assert not account_unknown(CHALLENGE_FAILED)
+    assert accounts_dir(URL, "/c") == "/c/accounts/pebble.lab.test:14000/dir"
+    assert accounts_dir("https://acme-v02.api.letsencrypt.org/directory") == \
+        "/etc/letsencrypt/accounts/acme-v02.api.letsencrypt.org/directory"

@@ -76,7 +76,7 @@ def test_a_new_certificate_gets_a_store_and_a_place_in_the_crt_list():
                              ("commit ssl cert", "Committing %s\nSuccess!" % name),
                              ("add ssl crt-list", "Inserting certificate '%s' in crt-list '%s'.\nSuccess!" % (name, CERTS))])
     assert certs.install(name, PEM, CERTS) == "added"
-    assert [command for command, _ in runtime.sent] == [
+    assert [entry[0] for entry in runtime.sent] == [
         "show ssl cert", "new ssl cert %s" % name, "set ssl cert %s <<" % name, "commit ssl cert %s" % name,
         "add ssl crt-list %s %s" % (CERTS, name)]
     assert runtime.sent[2][1] == payload(PEM)
@@ -88,7 +88,7 @@ def test_a_renewed_certificate_replaces_its_store_in_one_transaction_and_waits_f
                              ("set ssl cert", "Transaction updated for certificate %s!" % name),
                              ("commit ssl cert", "Committing %s\nSuccess!" % name)])
     assert certs.install(name, PEM, CERTS) == "renewed"
-    assert [command for command, _ in runtime.sent] == [
+    assert [entry[0] for entry in runtime.sent] == [
         "show ssl cert", "set ssl cert %s <<" % name, "set ssl cert %s <<" % name, "commit ssl cert %s" % name]
 
 
@@ -101,7 +101,7 @@ def test_a_refused_commit_is_aborted_and_the_new_store_deleted():
                              ("abort ssl cert", "Transaction aborted"), ("del ssl cert", "Certificate deleted!")])
     with pytest.raises(HaproxyError, match="HAProxy refused 'commit ssl cert .*inconsistencies between private key"):
         certs.install(name, PEM, CERTS)
-    assert [command.split()[0] for command, _ in runtime.sent][-2:] == ["abort", "del"]
+    assert [entry[0].split()[0] for entry in runtime.sent][-2:] == ["abort", "del"]
 
 
 def test_execute_sends_the_payload_and_the_empty_line_that_ends_it(tmp_path):
@@ -112,7 +112,7 @@ def test_execute_sends_the_payload_and_the_empty_line_that_ends_it(tmp_path):
     received = []
 
     def serve():
-        conn, _ = server.accept()
+        conn = server.accept()[0]
         chunks = []
         while True:
             chunk = conn.recv(65536)
@@ -154,7 +154,7 @@ def test_served_serial_reads_the_certificate_of_the_handshake(tmp_path):
 
     def serve():
         context.sni_callback = lambda _sock, server_name, _ctx: names.append(server_name)
-        conn, _ = listener.accept()
+        conn = listener.accept()[0]
         try:
             with context.wrap_socket(conn, server_side=True):
                 pass

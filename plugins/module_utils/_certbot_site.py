@@ -1,0 +1,372 @@
+# Copyright (c) rotor.vps contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""One site's certificate, kept valid in the running HAProxy (the certbot_site module's logic).
+
+Read: the certificate file HAProxy loads (``<certs>/<name>.pem``: key, certificate, chain), what
+HAProxy serves from it (its store), the site's back-off record. Compare: a new order when the
+names differ, the certificate is due (``_acme``) or a renewal is forced; otherwise only a load
+when HAProxy serves another serial than the file's. Apply: certbot orders (``_certbot``), the
+file is replaced atomically (root:99 0640, as HAProxy reads it on reload), HAProxy takes it
+through its runtime API (``_haproxy_certs``), and a TLS handshake for every name must then show
+the new serial. A failed order leaves the certificate in place, served, and a back-off record
+that stops the next attempts for a growing delay.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+from typing import Optional
+
+from ansible_collections.rotor.vps.plugins.module_utils._acme import (
+    Certificate,
+    acme_directory_url,
+    after_failure,
+    order_reason,
+    waiting,
+)
+from ansible_collections.rotor.vps.plugins.module_utils._atomic_file import atomic_write, read_text
+from ansible_collections.rotor.vps.plugins.module_utils._audit import append_audit, read_textfile, write_textfile
+from ansible_collections.rotor.vps.plugins.module_utils._certbot import (
+    CONFIG_DIR,
+    DNS_HOOK,
+    LOGS_DIR,
+    WEBROOT,
+    WORK_DIR,
+    account_unknown,
+    accounts_dir,
+    bad_nonce,
+    cert_name,
+    certonly_args,
+    problem,
+)
+from ansible_collections.rotor.vps.plugins.module_utils._haproxy_certs import CertStores, StoredCert, served_serial
+from ansible_collections.rotor.vps.plugins.module_utils._module_run import StepError
+from ansible_collections.rotor.vps.plugins.module_utils._waiter import WaitTimeout, Waiter
+
+HAPROXY_GID = 99  # HAProxy's group in its image: it reads certificates on reload
+CA_BUNDLE = "/etc/rotor/acme-ca.pem"  # inside the certbot container
+CERT_METRICS = {
+    "rotor_certificate_not_after_timestamp_seconds": ("gauge", "When the certificate served for the site expires."),
+    "rotor_certificate_not_before_timestamp_seconds": ("gauge", "When the certificate served for the site was issued."),
+    "rotor_certificate_last_renewal_timestamp_seconds": ("gauge", "When the site's certificate was last issued here."),
+    "rotor_certificate_failed_orders": ("gauge", "Orders for the site's certificate that failed since the last success."),
+}
+
+
+class SiteError(StepError):
+    """An order, a delivery or a check failed; the message names the domain and what the CA said."""
+
+
+@dataclass(frozen=True)
+class SitePaths:
+    """Where a site's files are, on the host and as HAProxy and certbot see them."""
+
+    name: str
+    cert_dir: str  # the HAProxy certificate directory on the host
+    cert_mount: str  # the same directory in the HAProxy container
+    certbot_dir: str  # certbot's config, work and logs directories live below
+    webroot: str
+    state_dir: str
+
+    @property
+    def cert_file(self) -> str:
+        return os.path.join(self.cert_dir, "%s.pem" % self.name)
+
+    @property
+    def store(self) -> str:
+        """The certificate's name in HAProxy: the path HAProxy loads it from."""
+        return "%s/%s.pem" % (self.cert_mount.rstrip("/"), self.name)
+
+    @property
+    def crt_list(self) -> str:
+        return self.cert_mount.rstrip("/")
+
+    @property
+    def backoff_file(self) -> str:
+        return os.path.join(self.state_dir, "%s.json" % self.name)
+
+    def certbot(self, part: str) -> str:
+        return os.path.join(self.certbot_dir, part)
+
+
+@dataclass(frozen=True)
+class Site:
+    """The module's options, as the site's rules need them."""
+
+    domains: tuple
+    state: str = "present"
+    email: Optional[str] = None
+    acme_directory: str = "letsencrypt"
+    ca_bundle: Optional[str] = None
+    key_type: str = "ecdsa"
+    renew_days: Optional[int] = None
+    challenge: str = "http-01"
+    dns_hook: Optional[str] = None
+    force: bool = False
+    image: str = "certbot/certbot:v4.0.0"
+    binary: Optional[str] = None
+    network: str = "bridge"
+    verify_address: str = "127.0.0.1"
+    verify_port: int = 443
+    timeout: int = 300
+    audit_log: str = "/var/log/rotor/certificates.jsonl"
+    metrics_dir: str = ""
+    actor: str = ""
+
+    def as_options(self) -> dict:
+        return {"domains": list(self.domains), "email": self.email, "key_type": self.key_type,
+                "challenge": self.challenge}
+
+
+@dataclass
+class SitePlan:
+    """What a run does for the site; ``actions`` is what check mode reports."""
+
+    reason: str = ""  # why a new certificate is ordered ("" when none is)
+    load: str = ""  # why the file's certificate goes into HAProxy without a new order
+    remove: list = field(default_factory=list)
+    backoff: float = 0.0  # seconds before an order may be tried again
+    current: Optional[Certificate] = None
+    served: Optional[StoredCert] = None
+
+    @property
+    def changes(self) -> bool:
+        return bool((self.reason and not self.backoff) or self.load or self.remove)
+
+    def actions(self) -> list[str]:
+        out = []
+        if self.reason and self.backoff:
+            out.append("wait %d s more before ordering again (a failed order backs off): %s"
+                       % (self.backoff, self.reason))
+        elif self.reason:
+            out.append("order a new certificate: %s" % self.reason)
+            out.append("load it into HAProxy and check that every name serves it")
+        if self.load:
+            out.append("load the certificate file into HAProxy: %s" % self.load)
+        out += self.remove
+        return out
+
+
+class CertbotSite:
+    """Reads, plans and applies one site's certificate; only ``apply`` changes anything."""
+
+    def __init__(self, site: Site, paths: SitePaths, stores: CertStores, docker=None, waiter: Optional[Waiter] = None):
+        self.site = site
+        self.paths = paths
+        self.stores = stores
+        self.docker = docker
+        self.waiter = waiter or Waiter(initial=0.1, cap=1.0)
+
+    # Read -----------------------------------------------------------------------------------
+
+    def current(self) -> Optional[Certificate]:
+        text = read_text(self.paths.cert_file)
+        if not text:
+            return None
+        try:
+            return Certificate.from_pem(text.encode())
+        except ValueError:
+            return None  # not a certificate HAProxy could serve: ordered again
+
+    def backoff_record(self) -> dict:
+        try:
+            return json.loads(read_text(self.paths.backoff_file) or "{}")
+        except ValueError:
+            return {}
+
+    # Compare and plan -----------------------------------------------------------------------
+
+    def plan(self) -> SitePlan:
+        s, p = self.site, self.paths
+        plan = SitePlan(current=self.current(), served=self.stores.show(p.store))
+        if s.state == "absent":
+            if plan.served is not None:
+                plan.remove.append("stop serving %s (HAProxy's crt-list and store)" % p.store)
+            for path in (p.cert_file, p.backoff_file, p.certbot("config/live/%s" % p.name)):
+                if os.path.lexists(path):
+                    plan.remove.append("remove %s" % path)
+            return plan
+        now = time.time()
+        plan.reason = "forced renewal" if s.force else order_reason(plan.current, list(s.domains), now, s.renew_days)
+        if plan.reason and not s.force:
+            plan.backoff = round(waiting(self.backoff_record(), now))
+        if not plan.reason and (plan.served is None or plan.served.serial != plan.current.serial):
+            if plan.served is None:
+                plan.load = "HAProxy serves no certificate of this name"
+            else:
+                plan.load = "HAProxy serves serial %X, the file holds %X" % (plan.served.serial or 0, plan.current.serial)
+        return plan
+
+    # Apply ----------------------------------------------------------------------------------
+
+    def apply(self, plan: SitePlan) -> dict:
+        """Carry out the plan; returns what was delivered (``serial``, ``not_after``, ``how``)."""
+        if self.site.state == "absent":
+            return self._remove(plan)
+        if plan.reason and not plan.backoff:
+            pem = self._order(plan.reason)
+            return self._deliver(pem, plan.reason)
+        if plan.load:
+            return self._deliver(read_text(self.paths.cert_file) or "", plan.load, write=False)
+        return {}
+
+    def _order(self, reason: str) -> str:
+        """Run certbot (once more after a rejected nonce); the new key and chain as one PEM."""
+        s, p = self.site, self.paths
+        for directory in (p.certbot("config"), p.certbot("work"), p.certbot("logs"), p.state_dir):
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+        os.makedirs(p.webroot, mode=0o755, exist_ok=True)
+        started = time.time()
+        code, output = self._certbot()
+        if code != 0 and account_unknown(output):
+            self._set_account_aside()
+            code, output = self._certbot()
+        if code != 0 and bad_nonce(output):
+            code, output = self._certbot()
+        if code != 0:
+            what = problem(output)
+            record = after_failure(self.backoff_record(), time.time(), what)
+            atomic_write(p.backoff_file, json.dumps(record, sort_keys=True), mode=0o600)
+            self._audit("order", "failed", reason=reason, error=what, failures=record["failures"])
+            self._metrics(failures=record["failures"])
+            raise SiteError("certbot could not get a certificate for %s from %s: %s; the current certificate stays "
+                            "served, the next order waits %d s (%s)"
+                            % (", ".join(s.domains), s.acme_directory, what, record["next_attempt"] - time.time(),
+                               p.backoff_file), step="order")
+        live = p.certbot("config/live/%s" % p.name)
+        key, chain = read_text(os.path.join(live, "privkey.pem")), read_text(os.path.join(live, "fullchain.pem"))
+        if not key or not chain:
+            raise SiteError("certbot succeeded but %s holds no privkey.pem and fullchain.pem" % live, step="order")
+        if os.path.exists(p.backoff_file):
+            os.unlink(p.backoff_file)
+        self._audit("order", "ok", reason=reason, seconds=round(time.time() - started, 1))
+        return key.rstrip("\n") + "\n" + chain
+
+    def _set_account_aside(self) -> None:
+        """Move the account the CA forgot to ``accounts-forgotten/`` (kept, never used again)."""
+        url = acme_directory_url(self.site.acme_directory)
+        current = accounts_dir(url, self.paths.certbot("config"))
+        if os.path.isdir(current):
+            aside = "%s.%d" % (current.replace("/accounts/", "/accounts-forgotten/", 1), time.time())
+            os.makedirs(os.path.dirname(aside), mode=0o700, exist_ok=True)
+            os.rename(current, aside)
+            self._audit("account", "ok", reason="the CA no longer knows the account", kept=aside)
+
+    def _certbot(self) -> tuple:
+        s, p = self.site, self.paths
+        options = s.as_options()
+        url = acme_directory_url(s.acme_directory)
+        if s.binary:
+            env = dict(os.environ, REQUESTS_CA_BUNDLE=s.ca_bundle) if s.ca_bundle else None
+            argv = [s.binary] + certonly_args(options, directory_url=url, webroot=p.webroot,
+                                              dns_hook=s.dns_hook or DNS_HOOK, config_dir=p.certbot("config"),
+                                              work_dir=p.certbot("work"), logs_dir=p.certbot("logs"))
+            try:
+                done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=s.timeout, check=False)
+            except subprocess.TimeoutExpired:
+                return 1, "certbot did not finish within %d s" % s.timeout
+            return done.returncode, done.stdout + done.stderr
+        mounts = {p.certbot("config"): CONFIG_DIR, p.certbot("work"): WORK_DIR, p.certbot("logs"): LOGS_DIR,
+                  p.webroot: WEBROOT}
+        read_only = {}
+        if s.challenge == "dns-01":
+            read_only[s.dns_hook] = DNS_HOOK
+        environment = {}
+        if s.ca_bundle:
+            read_only[s.ca_bundle] = CA_BUNDLE
+            environment["REQUESTS_CA_BUNDLE"] = CA_BUNDLE
+        return self.docker.run_once(s.image, certonly_args(options, directory_url=url), mounts=mounts,
+                                    read_only_mounts=read_only, environment=environment, network=s.network,
+                                    timeout=s.timeout, name="rotor-certbot-%s" % p.name.replace("_.", "wildcard."))
+
+    def _deliver(self, pem: str, reason: str, write: bool = True) -> dict:
+        """Write the file (when new), put it into HAProxy, and check every name serves its serial."""
+        p = self.paths
+        certificate = Certificate.from_pem(pem.encode())
+        previous = read_text(p.cert_file)
+        if write:
+            os.makedirs(p.cert_dir, mode=0o750, exist_ok=True)
+            atomic_write(p.cert_file, pem, mode=0o640, uid=0, gid=HAPROXY_GID)
+        try:
+            how = self.stores.install(p.store, pem, p.crt_list)
+            self._verify(certificate.serial)
+        except Exception as exc:
+            if write and previous:
+                atomic_write(p.cert_file, previous, mode=0o640, uid=0, gid=HAPROXY_GID)
+                undone = "the previous certificate file is back"
+            elif write:
+                os.unlink(p.cert_file)
+                undone = "the new certificate file was removed"
+            else:
+                undone = "nothing was written"
+            raise SiteError("HAProxy did not take the certificate of %s: %s; %s"
+                            % (", ".join(self.site.domains), exc, undone), step="deliver") from exc
+        self._audit("deliver", "ok", reason=reason, serial="%X" % certificate.serial, how=how,
+                    not_after=int(certificate.not_after))
+        self._metrics(certificate=certificate, renewed=write)
+        return {"serial": "%X" % certificate.serial, "not_after": int(certificate.not_after), "how": how}
+
+    def _verify(self, serial: int) -> None:
+        """A TLS handshake on the verify address for each name must present ``serial``."""
+        for domain in self.site.domains:
+            server_name = "rotor-check.%s" % domain[2:] if domain.startswith("*.") else domain
+            try:
+                self.waiter.until(lambda name=server_name: served_serial(self.site.verify_address, self.site.verify_port,
+                                                                         name),
+                                  lambda got: got == serial,
+                                  what="HAProxy presenting serial %X for %s" % (serial, server_name), timeout=10)
+            except (WaitTimeout, OSError) as exc:
+                raise SiteError("a TLS handshake with %s on %s:%d did not present the new serial %X: %s"
+                                % (server_name, self.site.verify_address, self.site.verify_port, serial, exc),
+                                step="verify") from exc
+
+    def _remove(self, plan: SitePlan) -> dict:
+        p = self.paths
+        if plan.served is not None:
+            self.stores.remove(p.store, p.crt_list)
+        for path in (p.cert_file, p.backoff_file):
+            if os.path.exists(path):
+                os.unlink(path)
+        for part in ("live", "archive"):
+            shutil.rmtree(p.certbot("config/%s/%s" % (part, p.name)), ignore_errors=True)
+        renewal = p.certbot("config/renewal/%s.conf" % p.name)
+        if os.path.exists(renewal):
+            os.unlink(renewal)
+        if self.site.metrics_dir and os.path.exists(self._metrics_path()):
+            os.unlink(self._metrics_path())
+        self._audit("remove", "ok")
+        return {}
+
+    # Records --------------------------------------------------------------------------------
+
+    def _audit(self, action: str, result: str, **extra) -> None:
+        append_audit(self.site.audit_log, dict({"actor": self.site.actor, "certificate": self.paths.name,
+                                                "domains": list(self.site.domains), "action": action,
+                                                "result": result}, **extra))
+
+    def _metrics_path(self) -> str:
+        return os.path.join(self.site.metrics_dir, "certificate_%s.prom" % self.paths.name)
+
+    def _metrics(self, *, certificate: Optional[Certificate] = None, renewed: bool = False, failures: int = 0) -> None:
+        if not self.site.metrics_dir:
+            return
+        current = certificate or self.current()
+        labels = {"certificate": self.paths.name}
+        values = {name: value for name, value in read_textfile(self._metrics_path(), labels).items() if name in CERT_METRICS}
+        values["rotor_certificate_failed_orders"] = float(failures)
+        if current is not None:
+            values["rotor_certificate_not_after_timestamp_seconds"] = current.not_after
+            values["rotor_certificate_not_before_timestamp_seconds"] = current.not_before
+        if renewed:
+            values["rotor_certificate_last_renewal_timestamp_seconds"] = round(time.time(), 3)
+        write_textfile(self._metrics_path(), CERT_METRICS, labels, values)
+
+
+def site_paths(domains: list, *, cert_dir: str, cert_mount: str, certbot_dir: str, webroot: str,
+               state_dir: str) -> SitePaths:
+    return SitePaths(cert_name(domains), cert_dir, cert_mount, certbot_dir, webroot, state_dir)

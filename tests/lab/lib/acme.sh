@@ -1,0 +1,61 @@
+# shellcheck shell=bash
+# The lab's ACME CA: Pebble (the ACME test server of Let's Encrypt) and pebble-challtestsrv as its
+# DNS server, both on the lab network, from the lab's pebble image.
+#
+# challtestsrv answers A queries with the address its management API (port 8055) was given, per
+# name or by default, so Pebble validates HTTP-01 at a lab VPS's HAProxy on port 80 and reads the
+# TXT records a dns-01 hook publishes there. Pebble is reachable as https://pebble:14000/dir (its
+# listener certificate names "pebble"; its CA is copied to $LAB_STATE_DIR/pebble-ca.pem). Pebble
+# makes new roots, and forgets every account, whenever it starts.
+
+LAB_PEBBLE_NAME=${LAB_PEBBLE_NAME:-$LAB_PREFIX-pebble}
+LAB_CHALLTESTSRV_NAME=${LAB_CHALLTESTSRV_NAME:-$LAB_PREFIX-challtestsrv}
+LAB_PEBBLE_IMAGE=${LAB_PEBBLE_IMAGE:-$LAB_PREFIX/pebble:latest}
+
+# acme_up [VALIDITY_SECONDS]: (re)start Pebble when it is missing or its certificates' validity
+# differs (default 90 days, as Let's Encrypt's); challtestsrv is started once and kept.
+acme_up() {
+  local validity=${1:-7776000} config="$LAB_STATE_DIR/pebble-config.json" running
+  ensure_lab_network
+  docker image inspect "$LAB_PEBBLE_IMAGE" >/dev/null 2>&1 \
+    || die "the image $LAB_PEBBLE_IMAGE is missing" "run 'make lab' (tests/lab/lab images) first"
+  if [ "$(docker inspect -f '{{.State.Running}}' "$LAB_CHALLTESTSRV_NAME" 2>/dev/null || true)" != true ]; then
+    docker rm -f "$LAB_CHALLTESTSRV_NAME" >/dev/null 2>&1 || true
+    log "starting pebble-challtestsrv ($LAB_CHALLTESTSRV_NAME): DNS on :8053, management on :8055"
+    docker run -d --name "$LAB_CHALLTESTSRV_NAME" --network "$LAB_NETWORK" --network-alias challtestsrv \
+      --restart unless-stopped --entrypoint /usr/bin/pebble-challtestsrv "$LAB_PEBBLE_IMAGE" \
+      -dns01 :8053 -management :8055 -http01 "" -https01 "" -tlsalpn01 "" -doh "" \
+      -defaultIPv4 127.0.0.1 -defaultIPv6 "" >/dev/null
+  fi
+  mkdir -p "$LAB_STATE_DIR"
+  # httpPort 80: HTTP-01 goes to HAProxy's port 80, as a real CA's does.
+  cat > "$config.new" <<EOF
+{"pebble": {"listenAddress": "0.0.0.0:14000", "managementListenAddress": "0.0.0.0:15000",
+  "certificate": "test/certs/localhost/cert.pem", "privateKey": "test/certs/localhost/key.pem",
+  "httpPort": 80, "tlsPort": 443, "ocspResponderURL": "", "externalAccountBindingRequired": false,
+  "certificateValidityPeriod": $validity, "retryAfter": {"authz": 1, "order": 1}}}
+EOF
+  running=$(docker inspect -f '{{.State.Running}}' "$LAB_PEBBLE_NAME" 2>/dev/null || true)
+  if [ "$running" != true ] || ! cmp -s "$config.new" "$config"; then
+    mv "$config.new" "$config"
+    docker rm -f "$LAB_PEBBLE_NAME" >/dev/null 2>&1 || true
+    log "starting Pebble ($LAB_PEBBLE_NAME, certificates valid ${validity}s) as https://pebble:14000/dir"
+    # No validation sleep; nonces are still rejected at Pebble's default 5% (clients retry).
+    docker run -d --name "$LAB_PEBBLE_NAME" --network "$LAB_NETWORK" --network-alias pebble \
+      --restart unless-stopped -e PEBBLE_VA_NOSLEEP=1 -v "$config:/test/config/lab.json:ro" "$LAB_PEBBLE_IMAGE" \
+      -config /test/config/lab.json -dnsserver challtestsrv:8053 >/dev/null
+  else
+    rm -f "$config.new"
+  fi
+  docker cp "$LAB_PEBBLE_NAME:/test/certs/pebble.minica.pem" "$LAB_STATE_DIR/pebble-ca.pem" >/dev/null
+  for _ in $(seq 1 40); do
+    docker logs "$LAB_PEBBLE_NAME" 2>&1 | grep -q "ACME directory available" && return 0
+    sleep 0.25
+  done
+  die "Pebble does not answer on pebble:14000: $(docker logs --tail 5 "$LAB_PEBBLE_NAME" 2>&1 | tr '\n' ' ')" \
+    "see 'docker logs $LAB_PEBBLE_NAME'"
+}
+
+acme_down() {
+  docker rm -f "$LAB_PEBBLE_NAME" "$LAB_CHALLTESTSRV_NAME" >/dev/null 2>&1 || true
+}

@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+import datetime
+import json
+import time
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from ansible_collections.rotor.vps.plugins.module_utils._certbot_site import CertbotSite, Site, site_paths
+from ansible_collections.rotor.vps.plugins.module_utils._haproxy_certs import StoredCert
+
+DOMAINS = ("a.example.com", "b.example.com")
+
+
+def pem(days_left: float, lifetime: float = 90, serial: int = 0x1234, names=DOMAINS) -> str:
+    key = ec.generate_private_key(ec.SECP256R1())
+    end = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=days_left)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+            .serial_number(serial).not_valid_before(end - datetime.timedelta(days=lifetime)).not_valid_after(end)
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False)
+            .sign(key, hashes.SHA256()))
+    return (key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                              serialization.NoEncryption()) + cert.public_bytes(serialization.Encoding.PEM)).decode()
+
+
+class Stores:
+    def __init__(self, served=None):
+        self.served = served
+
+    def show(self, name):
+        return self.served
+
+
+def site(tmp_path, served=None, **options) -> CertbotSite:
+    paths = site_paths(list(options.pop("domains", DOMAINS)), cert_dir=str(tmp_path / "certs"),
+                       cert_mount="/usr/local/etc/haproxy/certs", certbot_dir=str(tmp_path / "certbot"),
+                       webroot=str(tmp_path / "webroot"), state_dir=str(tmp_path / "state"))
+    return CertbotSite(Site(domains=DOMAINS, **options), paths, Stores(served))
+
+
+def put(tmp_path, text: str) -> None:
+    (tmp_path / "certs").mkdir(exist_ok=True)
+    (tmp_path / "certs" / "a.example.com.pem").write_text(text)
+
+
+def test_names_and_places():
+    s = site(__import__("pathlib").Path("/x"))
+    assert s.paths.store == "/usr/local/etc/haproxy/certs/a.example.com.pem"
+    assert s.paths.crt_list == "/usr/local/etc/haproxy/certs"
+    assert s.paths.cert_file == "/x/certs/a.example.com.pem"
+
+
+def test_no_certificate_is_ordered(tmp_path):
+    plan = site(tmp_path).plan()
+    assert plan.changes and plan.reason == "no certificate yet"
+    assert plan.actions() == ["order a new certificate: no certificate yet",
+                              "load it into HAProxy and check that every name serves it"]
+
+
+def test_a_valid_certificate_served_as_is_changes_nothing(tmp_path):
+    put(tmp_path, pem(days_left=60))
+    plan = site(tmp_path, served=StoredCert("n", "Used", 0x1234, frozenset(DOMAINS))).plan()
+    assert not plan.changes and plan.actions() == []
+
+
+def test_a_file_haproxy_does_not_serve_is_loaded_without_an_order(tmp_path):
+    put(tmp_path, pem(days_left=60))
+    plan = site(tmp_path, served=StoredCert("n", "Used", 0x99, frozenset(DOMAINS))).plan()
+    assert plan.changes and not plan.reason
+    assert plan.actions() == ["load the certificate file into HAProxy: HAProxy serves serial 99, the file holds 1234"]
+    assert "no certificate of this name" in site(tmp_path).plan().load
+
+
+def test_due_and_forced(tmp_path):
+    put(tmp_path, pem(days_left=29))
+    assert site(tmp_path).plan().reason.startswith("it is due (29.0 days left")
+    put(tmp_path, pem(days_left=31))
+    assert site(tmp_path, served=StoredCert("n", "Used", 0x1234, frozenset())).plan().reason == ""
+    assert site(tmp_path, force=True).plan().reason == "forced renewal"
+    assert site(tmp_path, renew_days=40).plan().reason.startswith("it is due")
+
+
+def test_a_failed_order_holds_the_next_one_back_unless_forced(tmp_path):
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "a.example.com.json").write_text(json.dumps({"failures": 2, "next_attempt": time.time() + 500}))
+    plan = site(tmp_path).plan()
+    assert not plan.changes and 490 < plan.backoff <= 500
+    assert plan.actions()[0].startswith("wait ")
+    forced = site(tmp_path, force=True).plan()
+    assert forced.changes and forced.backoff == 0
+
+
+def test_absent_removes_what_exists(tmp_path):
+    put(tmp_path, pem(days_left=60))
+    plan = site(tmp_path, served=StoredCert("n", "Used", 0x1234, frozenset()), state="absent").plan()
+    assert plan.changes
+    assert plan.actions() == ["stop serving /usr/local/etc/haproxy/certs/a.example.com.pem (HAProxy's crt-list and store)",
+                              "remove %s" % (tmp_path / "certs" / "a.example.com.pem")]
+    assert not site(tmp_path / "none", state="absent").plan().changes
