@@ -1,6 +1,9 @@
 """Bounded HTTP load from inside a lab VPS: a new connection per request, several threads.
 
-    python3 http_load.py HOST PORT HOST_HEADER MAX_REQUESTS MAX_SECONDS THREADS [PATH]
+    python3 http_load.py HOST PORT HOST_HEADER MAX_REQUESTS MAX_SECONDS THREADS [PATH] [tls]
+
+With ``tls``, every request is a new TLS handshake with the host header as SNI (the certificate
+is not checked: the point is that no handshake fails while certificates change).
 
 Stops at MAX_REQUESTS or MAX_SECONDS, whichever comes first, and prints one JSON object:
 {"ok": <200 answers>, "status": {<other status>: count}, "errors": {<exception>: count}, "seconds": s}.
@@ -9,6 +12,8 @@ Standard library only: it runs with the VPS's python3.
 
 import http.client
 import json
+import socket
+import ssl
 import sys
 import threading
 import time
@@ -18,6 +23,10 @@ def main(argv):
     host, port, vhost = argv[1], int(argv[2]), argv[3]
     count, seconds, threads = int(argv[4]), float(argv[5]), int(argv[6])
     path = argv[7] if len(argv) > 7 else "/"
+    tls = len(argv) > 8 and argv[8] == "tls"
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
     lock = threading.Lock()
     stats = {"ok": 0, "status": {}, "errors": {}}
     deadline = time.monotonic() + seconds
@@ -35,6 +44,9 @@ def main(argv):
                 return
             try:
                 conn = http.client.HTTPConnection(host, port, timeout=5)
+                if tls:  # the handshake here, with the host header as SNI (http.client sends none for an address)
+                    conn.sock = context.wrap_socket(socket.create_connection((host, port), timeout=5),
+                                                    server_hostname=vhost)
                 conn.request("GET", path, headers={"Host": vhost, "Connection": "close"})
                 response = conn.getresponse()
                 response.read()
