@@ -96,7 +96,7 @@ def test_forced_renewal_under_https_load_fails_no_handshake_and_needs_no_reload(
     time.sleep(1)
     renewed, = acme.run({"force": True})
     time.sleep(1)
-    for _ in range(60):
+    for unused in range(60):
         if acme.vps.sh("cat /root/tls-load.json").stdout.strip():
             break
         time.sleep(0.5)
@@ -135,7 +135,7 @@ def test_bad_input_changes_nothing(acme):
                                         "with dns-01 only, not http-01"),
              ({"domains": []}, "domains: at least one domain is required"),
              ({"email": "admin.lab.test"}, "email: 'admin.lab.test' must be an address such as admin@example.com")]
-    results = acme.run(*[args for args, _ in cases])
+    results = acme.run(*[case[0] for case in cases])
     for (args, message), result in zip(cases, results):
         assert result["failed"] and result["msg"].startswith("Invalid input, nothing was changed: "), result
         assert message in result["msg"], (args, result["msg"])
