@@ -14,6 +14,7 @@ longer after each failure, so that a timer cannot run into the CA's failed-valid
 
 from __future__ import annotations
 
+import datetime
 import re
 from dataclasses import dataclass
 from typing import Optional
@@ -58,9 +59,16 @@ def domain_errors(domains: object, where: str, *, challenge: str) -> list[str]:
         if bare is not name and challenge != "dns-01":
             errors.append("%s: %r is a wildcard: the CA validates wildcards with dns-01 only, not %s"
                           % (item, name, challenge))
+        elif bare.rsplit(".", 1)[-1].isdigit():
+            errors.append("%s: %r is an address, not a name: ACME CAs certify names" % (item, name))
         if name in seen:
             errors.append("%s: %r is listed twice" % (item, name))
         seen.add(name)
+    for index, name in enumerate(domains):
+        parent = name.split(".", 1)[-1] if isinstance(name, str) and "." in name and not name.startswith("*.") else None
+        if parent and "*." + parent in seen:
+            errors.append("%s[%d]: %r is already covered by *.%s in the same certificate (the CA refuses both)"
+                          % (where, index, name, parent))
     return errors
 
 
@@ -97,25 +105,32 @@ def site_errors(p: dict, where: str = "") -> list[str]:
 
 @dataclass(frozen=True)
 class Certificate:
-    """What a certificate in place says: its names (subject alternative names), serial and validity."""
+    """What a certificate in place says: its names (subject alternative names), serial, validity, key."""
 
     names: frozenset
     serial: int
     not_before: float  # epoch seconds
     not_after: float
+    key_type: str = ""  # ecdsa or rsa ("" when not known)
 
     @property
     def lifetime(self) -> float:
         return self.not_after - self.not_before
 
+    def uses_fixed_days(self, renew_days: Optional[int]) -> bool:
+        """Whether ``renew_days`` applies: set, and shorter than the lifetime (else a third of it)."""
+        return bool(renew_days) and renew_days * DAY < self.lifetime
+
     def due_at(self, renew_days: Optional[int] = None) -> float:
-        """When it is due: ``renew_days`` before it expires, or once a third of its lifetime remains."""
-        return self.not_after - (renew_days * DAY if renew_days else self.lifetime / 3)
+        """When it is due: ``renew_days`` before it expires, or once a third of its lifetime remains
+        (also when ``renew_days`` is not shorter than the lifetime: it would be due at once, every run)."""
+        return self.not_after - (renew_days * DAY if self.uses_fixed_days(renew_days) else self.lifetime / 3)
 
     @classmethod
     def from_pem(cls, pem: bytes) -> "Certificate":
         """The first certificate of a PEM file (the leaf of a chain)."""
         from cryptography import x509  # the modules' host has it (python3-cryptography)
+        from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
         cert = x509.load_pem_x509_certificate(pem)
         try:
@@ -123,12 +138,24 @@ class Certificate:
             names = frozenset(san.get_values_for_type(x509.DNSName))
         except x509.ExtensionNotFound:
             names = frozenset()
-        return cls(names=names, serial=cert.serial_number, not_before=cert.not_valid_before_utc.timestamp(),
-                   not_after=cert.not_valid_after_utc.timestamp())
+        key = cert.public_key()
+        key_type = "ecdsa" if isinstance(key, ec.EllipticCurvePublicKey) else "rsa" if isinstance(key, rsa.RSAPublicKey) else ""
+        return cls(names=names, serial=cert.serial_number, not_before=_utc(cert, "not_valid_before"),
+                   not_after=_utc(cert, "not_valid_after"), key_type=key_type)
 
 
-def order_reason(current: Optional[Certificate], domains: list, now: float, renew_days: Optional[int] = None) -> str:
-    """Why a new certificate must be ordered, or "" when the one in place covers exactly ``domains`` and is not due."""
+def _utc(cert, field_name: str) -> float:
+    """A validity bound in epoch seconds; cryptography before 42 (Debian 12 has 38) has only the naive UTC one."""
+    aware = getattr(cert, field_name + "_utc", None)
+    if aware is not None:
+        return aware.timestamp()
+    return getattr(cert, field_name).replace(tzinfo=datetime.timezone.utc).timestamp()
+
+
+def order_reason(current: Optional[Certificate], domains: list, now: float, renew_days: Optional[int] = None,
+                 key_type: str = "") -> str:
+    """Why a new certificate must be ordered, or "" when the one in place covers exactly ``domains``
+    with a ``key_type`` key (when given) and is not due."""
     if current is None:
         return "no certificate yet"
     wanted = frozenset(domains)
@@ -137,11 +164,13 @@ def order_reason(current: Optional[Certificate], domains: list, now: float, rene
         return "the names differ (%s)" % "; ".join(
             part for part in ("added " + ", ".join(added) if added else "",
                               "removed " + ", ".join(removed) if removed else "") if part)
+    if key_type and current.key_type and current.key_type != key_type:
+        return "its key is %s, %s wanted" % (current.key_type, key_type)
     if now >= current.not_after:
         return "it expired %s" % _days(now - current.not_after)
     due = current.due_at(renew_days)
     if now >= due:
-        rule = "%d days before expiry" % renew_days if renew_days else "a third of its lifetime left"
+        rule = "%d days before expiry" % renew_days if current.uses_fixed_days(renew_days) else "a third of its lifetime left"
         return "it is due (%s left; renews at %s)" % (_days(current.not_after - now), rule)
     return ""
 

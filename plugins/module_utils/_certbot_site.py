@@ -45,6 +45,8 @@ from ansible_collections.rotor.vps.plugins.module_utils._certbot import (
     problem,
 )
 from ansible_collections.rotor.vps.plugins.module_utils._haproxy_certs import CertStores, StoredCert, served_serial
+from ansible_collections.rotor.vps.plugins.module_utils._haproxy_runtime import HaproxyError
+from ansible_collections.rotor.vps.plugins.module_utils._host_lock import HostLock
 from ansible_collections.rotor.vps.plugins.module_utils._module_run import StepError
 from ansible_collections.rotor.vps.plugins.module_utils._waiter import WaitTimeout, Waiter
 
@@ -155,8 +157,10 @@ class SitePlan:
 class CertbotSite:
     """Reads, plans and applies one site's certificate; only ``apply`` changes anything."""
 
-    def __init__(self, site: Site, paths: SitePaths, stores: CertStores, docker=None, waiter: Optional[Waiter] = None):
+    def __init__(self, site: Site, paths: SitePaths, stores: CertStores, docker=None, waiter: Optional[Waiter] = None,
+                 lock_dir: str = "/run/lock/rotor"):
         self.site = site
+        self.lock_dir = lock_dir
         self.paths = paths
         self.stores = stores
         self.docker = docker
@@ -187,20 +191,36 @@ class CertbotSite:
         if s.state == "absent":
             if plan.served is not None:
                 plan.remove.append("stop serving %s (HAProxy's crt-list and store)" % p.store)
-            for path in (p.cert_file, p.backoff_file, p.certbot("config/live/%s" % p.name)):
-                if os.path.lexists(path):
-                    plan.remove.append("remove %s" % path)
+            for path in self._files():
+                plan.remove.append("remove %s" % path)
             return plan
         now = time.time()
-        plan.reason = "forced renewal" if s.force else order_reason(plan.current, list(s.domains), now, s.renew_days)
+        if s.force:
+            plan.reason = "forced renewal"
+        else:
+            plan.reason = order_reason(plan.current, list(s.domains), now, s.renew_days, key_type=s.key_type)
         if plan.reason and not s.force:
             plan.backoff = round(waiting(self.backoff_record(), now))
-        if not plan.reason and (plan.served is None or plan.served.serial != plan.current.serial):
-            if plan.served is None:
+        if not plan.reason:
+            served = plan.served
+            if served is None:
                 plan.load = "HAProxy serves no certificate of this name"
-            else:
-                plan.load = "HAProxy serves serial %X, the file holds %X" % (plan.served.serial or 0, plan.current.serial)
+            elif served.status != "Used":
+                plan.load = "HAProxy holds it but does not serve it (%s)" % (served.status or "status unknown")
+            elif served.serial != plan.current.serial:
+                plan.load = "HAProxy serves %s, the file holds %X" % (
+                    "serial %X" % served.serial if served.serial is not None else "an unreadable serial",
+                    plan.current.serial)
         return plan
+
+    def _files(self) -> list:
+        """The site's files on the host that exist (for absent)."""
+        p = self.paths
+        paths = [p.cert_file, p.backoff_file] + [p.certbot("config/%s/%s" % (part, p.name)) for part in ("live", "archive")]
+        paths.append(p.certbot("config/renewal/%s.conf" % p.name))
+        if self.site.metrics_dir:
+            paths.append(self._metrics_path())
+        return [path for path in paths if os.path.lexists(path)]
 
     # Apply ----------------------------------------------------------------------------------
 
@@ -222,18 +242,17 @@ class CertbotSite:
             os.makedirs(directory, mode=0o700, exist_ok=True)
         os.makedirs(p.webroot, mode=0o755, exist_ok=True)
         started = time.time()
-        code, output = self._certbot()
-        if code != 0 and account_unknown(output):
-            self._set_account_aside()
+        # certbot locks its directories, which every site shares: one certbot at a time on the host.
+        with HostLock(os.path.join(self.lock_dir, "certbot.lock"), s.timeout + 60, "certbot's directories"):
             code, output = self._certbot()
-        if code != 0 and bad_nonce(output):
-            code, output = self._certbot()
+            if code != 0 and account_unknown(output):
+                self._set_account_aside()
+                code, output = self._certbot()
+            if code != 0 and bad_nonce(output):
+                code, output = self._certbot()
         if code != 0:
             what = problem(output)
-            record = after_failure(self.backoff_record(), time.time(), what)
-            atomic_write(p.backoff_file, json.dumps(record, sort_keys=True), mode=0o600)
-            self._audit("order", "failed", reason=reason, error=what, failures=record["failures"])
-            self._metrics(failures=record["failures"])
+            record = self._failed("order", reason, what)
             raise SiteError("certbot could not get a certificate for %s from %s: %s; the current certificate stays "
                             "served, the next order waits %d s (%s)"
                             % (", ".join(s.domains), s.acme_directory, what, record["next_attempt"] - time.time(),
@@ -242,10 +261,17 @@ class CertbotSite:
         key, chain = read_text(os.path.join(live, "privkey.pem")), read_text(os.path.join(live, "fullchain.pem"))
         if not key or not chain:
             raise SiteError("certbot succeeded but %s holds no privkey.pem and fullchain.pem" % live, step="order")
-        if os.path.exists(p.backoff_file):
-            os.unlink(p.backoff_file)
         self._audit("order", "ok", reason=reason, seconds=round(time.time() - started, 1))
         return key.rstrip("\n") + "\n" + chain
+
+    def _failed(self, step: str, reason: str, what: str) -> dict:
+        """Record a failed order or delivery: the back-off record, an audit line, the metric."""
+        record = after_failure(self.backoff_record(), time.time(), what)
+        os.makedirs(self.paths.state_dir, mode=0o700, exist_ok=True)
+        atomic_write(self.paths.backoff_file, json.dumps(record, sort_keys=True), mode=0o600)
+        self._audit(step, "failed", reason=reason, error=what, failures=record["failures"])
+        self._metrics(failures=record["failures"])
+        return record
 
     def _set_account_aside(self) -> None:
         """Move the account the CA forgot to ``accounts-forgotten/`` (kept, never used again)."""
@@ -285,31 +311,57 @@ class CertbotSite:
                                     timeout=s.timeout, name="rotor-certbot-%s" % p.name.replace("_.", "wildcard."))
 
     def _deliver(self, pem: str, reason: str, write: bool = True) -> dict:
-        """Write the file (when new), put it into HAProxy, and check every name serves its serial."""
+        """Write the file (when new), put it into HAProxy, and check every name serves its serial.
+
+        On failure the previous file goes back, and so does what HAProxy served (the previous
+        certificate, or none), so that file and HAProxy agree; the site backs off like after a
+        failed order, since the next run would order again.
+        """
         p = self.paths
-        certificate = Certificate.from_pem(pem.encode())
+        try:
+            certificate = Certificate.from_pem(pem.encode())
+        except ValueError as exc:
+            raise SiteError("the new certificate of %s cannot be read: %s" % (p.name, exc), step="deliver") from exc
         previous = read_text(p.cert_file)
+        served_before = self.stores.show(p.store)
         if write:
             os.makedirs(p.cert_dir, mode=0o750, exist_ok=True)
             atomic_write(p.cert_file, pem, mode=0o640, uid=0, gid=HAPROXY_GID)
         try:
             how = self.stores.install(p.store, pem, p.crt_list)
             self._verify(certificate.serial)
-        except Exception as exc:
-            if write and previous:
-                atomic_write(p.cert_file, previous, mode=0o640, uid=0, gid=HAPROXY_GID)
-                undone = "the previous certificate file is back"
-            elif write:
-                os.unlink(p.cert_file)
-                undone = "the new certificate file was removed"
-            else:
-                undone = "nothing was written"
-            raise SiteError("HAProxy did not take the certificate of %s: %s; %s"
+        except (SiteError, HaproxyError, OSError) as exc:
+            undone = self._undo_delivery(previous if write else None, served_before, write)
+            if write:
+                self._failed("deliver", reason, str(exc))
+            raise SiteError("HAProxy did not serve the new certificate of %s: %s; %s"
                             % (", ".join(self.site.domains), exc, undone), step="deliver") from exc
+        if os.path.exists(p.backoff_file):
+            os.unlink(p.backoff_file)
         self._audit("deliver", "ok", reason=reason, serial="%X" % certificate.serial, how=how,
                     not_after=int(certificate.not_after))
         self._metrics(certificate=certificate, renewed=write)
         return {"serial": "%X" % certificate.serial, "not_after": int(certificate.not_after), "how": how}
+
+    def _undo_delivery(self, previous: Optional[str], served_before: Optional[StoredCert], wrote: bool) -> str:
+        """Put back the previous file and what HAProxy served; says what was undone."""
+        p, undone = self.paths, []
+        try:
+            if wrote and previous:
+                atomic_write(p.cert_file, previous, mode=0o640, uid=0, gid=HAPROXY_GID)
+                undone.append("the previous certificate file is back")
+            elif wrote and os.path.exists(p.cert_file):
+                os.unlink(p.cert_file)
+                undone.append("the new certificate file was removed")
+            if served_before is None:
+                if self.stores.remove(p.store, p.crt_list):
+                    undone.append("HAProxy no longer holds it")
+            elif previous:
+                self.stores.install(p.store, previous, p.crt_list)
+                undone.append("HAProxy serves the previous certificate again")
+        except (HaproxyError, OSError, ValueError) as exc:
+            undone.append("putting HAProxy back failed too (%s): check it with 'show ssl cert %s'" % (exc, p.store))
+        return "; ".join(undone) or "nothing was written"
 
     def _verify(self, serial: int) -> None:
         """A TLS handshake on the verify address for each name must present ``serial``."""
@@ -326,19 +378,22 @@ class CertbotSite:
                                 step="verify") from exc
 
     def _remove(self, plan: SitePlan) -> dict:
-        p = self.paths
-        if plan.served is not None:
-            self.stores.remove(p.store, p.crt_list)
-        for path in (p.cert_file, p.backoff_file):
-            if os.path.exists(path):
-                os.unlink(path)
-        for part in ("live", "archive"):
-            shutil.rmtree(p.certbot("config/%s/%s" % (part, p.name)), ignore_errors=True)
-        renewal = p.certbot("config/renewal/%s.conf" % p.name)
-        if os.path.exists(renewal):
-            os.unlink(renewal)
-        if self.site.metrics_dir and os.path.exists(self._metrics_path()):
-            os.unlink(self._metrics_path())
+        if not plan.remove:
+            return {}
+        p, done = self.paths, []
+        try:
+            if plan.served is not None:
+                self.stores.remove(p.store, p.crt_list)
+                done.append("HAProxy no longer serves it")
+            for path in self._files():
+                if os.path.isdir(path) and not os.path.islink(path):
+                    shutil.rmtree(path)
+                else:
+                    os.unlink(path)
+            done.append("its files were removed")
+        except (HaproxyError, OSError) as exc:
+            raise SiteError("removing certificate %s failed: %s; %s" % (p.name, exc, ", ".join(done) or "nothing was "
+                            "changed"), step="remove") from exc
         self._audit("remove", "ok")
         return {}
 

@@ -118,13 +118,21 @@ class DockerEngine:
             raise EngineError("could not run %s in a container of %s: %s"
                               % (argv[0] if argv else image, image, exc.explanation or exc)) from exc
         try:
+            started = time.monotonic()
             try:
                 code = int(container.wait(timeout=timeout).get("StatusCode", 1))
                 late = ""
-            except Exception:  # the SDK raises its HTTP library's timeout  # pylint: disable=broad-except
-                container.kill()
-                code, late = 124, "\n(stopped after %d s)" % timeout
+            except Exception as exc:  # the SDK raises its HTTP library's errors  # pylint: disable=broad-except
+                try:
+                    container.kill()
+                except self.errors.APIError:
+                    pass  # it ended meanwhile
+                late = ("\n(stopped after %d s)" % timeout if time.monotonic() - started >= timeout - 1
+                        else "\n(the engine stopped answering: %s)" % exc)
+                code = 124
             return code, container.logs(stdout=True, stderr=True).decode("utf-8", errors="replace") + late
+        except self.errors.APIError as exc:
+            raise EngineError("could not read the output of container %s: %s" % (name, exc.explanation or exc)) from exc
         finally:
             try:
                 container.remove(force=True)

@@ -86,29 +86,33 @@ class CertStores:
         return StoredCert.parse(self.runtime.execute("show ssl cert %s" % name))
 
     def install(self, name: str, pem: str, crt_list: str) -> str:
-        """Put ``pem`` (key, certificate, chain) into the store ``name``, creating it and adding it to
-        ``crt_list`` when HAProxy has none; returns "renewed" or "added". Nothing changes on failure."""
+        """Put ``pem`` (key, certificate, chain) into the store ``name``, creating it when HAProxy has
+        none and adding it to ``crt_list`` when it is not in use there (a store an interrupted run
+        left); returns "added" or "renewed". A store this call created is deleted again on failure."""
         body = payload(pem)
-        new = name not in self.names()
-        if new:
+        stored = self.show(name)
+        if stored is None:
             self._locked("new ssl cert %s" % name, ok=("New empty certificate store",))
         try:
             self._locked("set ssl cert %s <<" % name, body=body, ok=("Transaction created", "Transaction updated"))
             self._locked("commit ssl cert %s" % name, ok=("Success!",))
+            if stored is None or stored.status != "Used":
+                self._locked("add ssl crt-list %s %s" % (crt_list, name), ok=("Success!",))
         except HaproxyError:
             self._quietly("abort ssl cert %s" % name)
-            if new:
+            if stored is None:
+                self._quietly("del ssl crt-list %s %s" % (crt_list, name))
                 self._quietly("del ssl cert %s" % name)
             raise
-        if new:
-            self._locked("add ssl crt-list %s %s" % (crt_list, name), ok=("Success!",))
-        return "added" if new else "renewed"
+        return "renewed" if stored is not None and stored.status == "Used" else "added"
 
     def remove(self, name: str, crt_list: str) -> bool:
-        """Take the store ``name`` out of ``crt_list`` and delete it; False when HAProxy had none."""
-        if name not in self.names():
+        """Take the store ``name`` out of ``crt_list`` (when it is in use) and delete it; False when HAProxy had none."""
+        stored = self.show(name)
+        if stored is None:
             return False
-        self._locked("del ssl crt-list %s %s" % (crt_list, name), ok=("deleted",))
+        if stored.status == "Used":
+            self._locked("del ssl crt-list %s %s" % (crt_list, name), ok=("deleted",))
         self._locked("del ssl cert %s" % name, ok=("deleted",))
         return True
 

@@ -16,9 +16,10 @@ description:
     once a third of its lifetime remains (a 90-day certificate at 30 days left, a 6-day one at 2), or
     O(renew_days) before it expires. Otherwise nothing happens, except loading the file into HAProxy when
     HAProxy serves another serial than the file holds.
-  - HTTP-01 (default) puts the challenge into O(webroot), which the P(rotor.vps.certbot#role) role serves to the
-    CA through HAProxy's C(/.well-known/acme-challenge/) route; dns-01 runs O(dns_hook) to publish and remove
-    the TXT record, and is the only way to a wildcard certificate.
+  - HTTP-01 (default) puts the challenge into O(webroot), for the CA to read under
+    C(/.well-known/acme-challenge/) on port 80; the collection does not yet route that path from HAProxy to a
+    service serving O(webroot), so HTTP-01 needs that route made by hand for now. dns-01 runs O(dns_hook) to
+    publish and remove the TXT record, and is the only way to a wildcard certificate.
   - The certificate file (C(<haproxy_config_dir>/certs/<name>.pem), with the key, the certificate and its chain) is replaced
     atomically, root:99 0640, like the default certificate, so a reload of HAProxy loads the same one. A new
     certificate gets its own store and a place in the certificate directory's list (C(new ssl cert),
@@ -53,7 +54,10 @@ options:
     choices: [present, absent]
     default: present
   email:
-    description: The account's address; the CA writes to it about expiry and its terms. No address when not set.
+    description:
+      - The account's address; the CA writes to it about expiry and its terms. No address when not set.
+      - Given to the CA when certbot registers its account there (its first order with that CA); a changed
+        address does not reach an existing account.
     type: str
   acme_directory:
     description:
@@ -78,9 +82,12 @@ options:
     default: http-01
   dns_hook:
     description:
-      - With O(challenge=dns-01), an executable on the host that certbot runs with C(add) to publish the TXT
-        record C(_acme-challenge.$CERTBOT_DOMAIN) with the value C($CERTBOT_VALIDATION), and with C(del) to
-        remove it.
+      - With O(challenge=dns-01), an executable file on the host that certbot runs with C(add) to publish the TXT
+        record C(_acme-challenge.$CERTBOT_DOMAIN) with the value C($CERTBOT_VALIDATION) (alongside other values,
+        since a wildcard and its apex need two at once), and with C(del) to remove them.
+      - certbot runs it where certbot runs, in its container by default (the file alone mounted read-only, the
+        image's C(sh) and C(python3), the container's O(network), no other file or variable of the host), or on
+        the host with O(certbot_binary).
     type: path
   force:
     description: Order a new certificate now, due or not (not held back by a back-off).
@@ -200,6 +207,7 @@ backoff:
   type: int
 """
 
+import importlib.util
 import os
 import time
 
@@ -213,14 +221,10 @@ from ansible_collections.rotor.vps.plugins.module_utils._haproxy_runtime import 
 from ansible_collections.rotor.vps.plugins.module_utils._host_lock import HostLock, LockTimeout
 from ansible_collections.rotor.vps.plugins.module_utils._module_run import add_diff, plan_and_apply, refuse_bad_input
 
-try:
-    from ansible_collections.rotor.vps.plugins.module_utils._docker_engine import DockerEngine, EngineError
+from ansible_collections.rotor.vps.plugins.module_utils._docker_engine import DockerEngine, EngineError
 
-    import cryptography  # noqa: F401  # pylint: disable=unused-import
-
-    HAS_LIBS = True
-except ImportError:
-    HAS_LIBS = False
+HAS_DOCKER = importlib.util.find_spec("docker") is not None
+HAS_CRYPTOGRAPHY = importlib.util.find_spec("cryptography") is not None
 
 ARGUMENT_SPEC = dict(
     domains=dict(type="list", elements="str", required=True),
@@ -276,14 +280,16 @@ def build(module: AnsibleModule) -> CertbotSite:
                        cert_mount=os.path.join(p["haproxy_config_mount"], "certs"), certbot_dir=p["certbot_dir"],
                        webroot=p["webroot"], state_dir=p["state_dir"])
     docker = None if p["certbot_binary"] or module.check_mode else DockerEngine(p["docker_host"])
-    return CertbotSite(site, paths, CertStores(HaproxyRuntime(p["haproxy_socket"])), docker)
+    return CertbotSite(site, paths, CertStores(HaproxyRuntime(p["haproxy_socket"])), docker, lock_dir=p["lock_dir"])
 
 
 def main() -> None:
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True,
                            required_if=[("challenge", "dns-01", ("dns_hook",))])
-    if not HAS_LIBS:
-        module.fail_json(msg=missing_required_lib("docker and cryptography (python3-docker, python3-cryptography)"))
+    if not HAS_CRYPTOGRAPHY:
+        module.fail_json(msg=missing_required_lib("cryptography (python3-cryptography)"))
+    if not HAS_DOCKER and not module.params["certbot_binary"]:
+        module.fail_json(msg=missing_required_lib("docker (python3-docker), or certbot_binary"))
     refuse_bad_input(module, input_errors(module.params))
     site = build(module)
     what = "certbot_site %s" % site.paths.name

@@ -3,8 +3,8 @@
 # DNS server, both on the lab network, from the lab's pebble image.
 #
 # challtestsrv answers A queries with the address its management API (port 8055) was given, per
-# name or by default, so Pebble validates HTTP-01 at a lab VPS's HAProxy on port 80 and reads the
-# TXT records a dns-01 hook publishes there. Pebble is reachable as https://pebble:14000/dir (its
+# name (POST /add-a; 127.0.0.1 by default), so that Pebble can validate HTTP-01 at a lab VPS's
+# HAProxy on port 80, and it serves the TXT records a dns-01 hook publishes there. Pebble is reachable as https://pebble:14000/dir (its
 # listener certificate names "pebble"; its CA is copied to $LAB_STATE_DIR/pebble-ca.pem). Pebble
 # makes new roots, and forgets every account, whenever it starts.
 
@@ -15,7 +15,7 @@ LAB_PEBBLE_IMAGE=${LAB_PEBBLE_IMAGE:-$LAB_PREFIX/pebble:latest}
 # acme_up [VALIDITY_SECONDS]: (re)start Pebble when it is missing or its certificates' validity
 # differs (default 90 days, as Let's Encrypt's); challtestsrv is started once and kept.
 acme_up() {
-  local validity=${1:-7776000} config="$LAB_STATE_DIR/pebble-config.json" running
+  local validity=${1:-7776000} config="$LAB_STATE_DIR/pebble-config.json" running started
   ensure_lab_network
   docker image inspect "$LAB_PEBBLE_IMAGE" >/dev/null 2>&1 \
     || die "the image $LAB_PEBBLE_IMAGE is missing" "run 'make lab' (tests/lab/lab images) first"
@@ -48,8 +48,9 @@ EOF
     rm -f "$config.new"
   fi
   docker cp "$LAB_PEBBLE_NAME:/test/certs/pebble.minica.pem" "$LAB_STATE_DIR/pebble-ca.pem" >/dev/null
+  started=$(docker inspect -f '{{.State.StartedAt}}' "$LAB_PEBBLE_NAME")
   for _ in $(seq 1 40); do
-    docker logs "$LAB_PEBBLE_NAME" 2>&1 | grep -q "ACME directory available" && return 0
+    docker logs --since "$started" "$LAB_PEBBLE_NAME" 2>&1 | grep -q "ACME directory available" && return 0
     sleep 0.25
   done
   die "Pebble does not answer on pebble:14000: $(docker logs --tail 5 "$LAB_PEBBLE_NAME" 2>&1 | tr '\n' ' ')" \

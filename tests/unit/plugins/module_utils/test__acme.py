@@ -70,6 +70,7 @@ def test_from_pem_reads_names_serial_and_validity():
     assert current.serial == 4242
     assert current.lifetime == 6 * DAY
     assert current.due_at() == start.timestamp() + 4 * DAY
+    assert current.key_type == "ecdsa"
 
 
 def test_backoff_grows_and_is_capped():
@@ -118,3 +119,26 @@ def test_valid_sites_pass():
 def test_bad_input_is_named_with_its_rule(change, message):
     errors = site_errors(dict(GOOD, **change), where="certbot_sites[0].")
     assert any(error.startswith("certbot_sites[0]." + message) for error in errors), errors
+
+
+def test_renew_days_not_shorter_than_the_lifetime_falls_back_to_a_third():
+    short = cert(6)
+    assert not short.uses_fixed_days(20) and short.due_at(20) == ISSUED + 4 * DAY
+    assert order_reason(short, ["a.example.com"], ISSUED + DAY, renew_days=20) == ""
+    assert cert(90).uses_fixed_days(20)
+
+
+def test_a_key_of_another_type_is_ordered_again():
+    current = Certificate(names=frozenset({"a.example.com"}), serial=1, not_before=ISSUED, not_after=ISSUED + 90 * DAY,
+                          key_type="ecdsa")
+    assert order_reason(current, ["a.example.com"], ISSUED, key_type="rsa") == "its key is ecdsa, rsa wanted"
+    assert order_reason(current, ["a.example.com"], ISSUED, key_type="ecdsa") == ""
+
+
+@pytest.mark.parametrize("domains,message", [
+    (["203.0.113.5"], "domains[0]: '203.0.113.5' is an address, not a name"),
+    (["*.example.com", "www.example.com"], "domains[1]: 'www.example.com' is already covered by *.example.com"),
+])
+def test_names_the_ca_refuses(domains, message):
+    errors = site_errors({"domains": domains, "challenge": "dns-01", "dns_hook": "/h"})
+    assert any(error.startswith(message) for error in errors), errors

@@ -101,3 +101,49 @@ def test_absent_removes_what_exists(tmp_path):
     assert plan.actions() == ["stop serving /usr/local/etc/haproxy/certs/a.example.com.pem (HAProxy's crt-list and store)",
                               "remove %s" % (tmp_path / "certs" / "a.example.com.pem")]
     assert not site(tmp_path / "none", state="absent").plan().changes
+
+
+class RecordingStores(Stores):
+    def __init__(self, served=None):
+        super().__init__(served)
+        self.installed, self.removed = [], []
+
+    def install(self, name, pem, crt_list):
+        self.installed.append(pem)
+        return "renewed"
+
+    def remove(self, name, crt_list):
+        self.removed.append(name)
+        return True
+
+
+def test_a_delivery_that_is_not_served_puts_file_and_haproxy_back_and_backs_off(tmp_path, monkeypatch):
+    import pytest
+
+    from ansible_collections.rotor.vps.plugins.module_utils import _certbot_site
+    from ansible_collections.rotor.vps.plugins.module_utils._certbot_site import SiteError
+
+    old, new = pem(days_left=10), pem(days_left=90, serial=0x5678)
+    put(tmp_path, old)
+    stores = RecordingStores(served=StoredCert("n", "Used", 0x1234, frozenset(DOMAINS)))
+    s = site(tmp_path, audit_log=str(tmp_path / "audit.jsonl"))
+    s.stores = stores
+    monkeypatch.setattr(_certbot_site, "atomic_write", lambda path, data, **kw: open(path, "w").write(data))
+
+    def refuse(serial):
+        raise SiteError("a TLS handshake with a.example.com did not present the new serial 5678", step="verify")
+
+    monkeypatch.setattr(s, "_verify", refuse)
+    with pytest.raises(SiteError, match="the previous certificate file is back; HAProxy serves the previous "
+                                        "certificate again"):
+        s._deliver(new, "it is due")  # pylint: disable=protected-access
+    assert (tmp_path / "certs" / "a.example.com.pem").read_text() == old
+    assert stores.installed == [new, old]
+    assert json.loads((tmp_path / "state" / "a.example.com.json").read_text())["failures"] == 1
+
+
+def test_absent_with_nothing_left_does_nothing(tmp_path):
+    s = site(tmp_path, state="absent", audit_log=str(tmp_path / "audit.jsonl"))
+    plan = s.plan()
+    assert not plan.changes and s.apply(plan) == {}
+    assert not (tmp_path / "audit.jsonl").exists()

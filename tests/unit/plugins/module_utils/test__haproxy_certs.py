@@ -84,12 +84,14 @@ def test_a_new_certificate_gets_a_store_and_a_place_in_the_crt_list():
 
 def test_a_renewed_certificate_replaces_its_store_in_one_transaction_and_waits_for_the_lock():
     name = "%s/a.pem" % CERTS
-    runtime, certs = stores([("show ssl cert", SHOW_LIST), ("set ssl cert", "Operations on certificates are currently locked!"),
+    runtime, certs = stores([("show ssl cert /", SHOW_ONE), ("show ssl cert", SHOW_LIST),
+                             ("set ssl cert", "Operations on certificates are currently locked!"),
                              ("set ssl cert", "Transaction updated for certificate %s!" % name),
                              ("commit ssl cert", "Committing %s\nSuccess!" % name)])
     assert certs.install(name, PEM, CERTS) == "renewed"
     assert [entry[0] for entry in runtime.sent] == [
-        "show ssl cert", "set ssl cert %s <<" % name, "set ssl cert %s <<" % name, "commit ssl cert %s" % name]
+        "show ssl cert", "show ssl cert %s" % name, "set ssl cert %s <<" % name, "set ssl cert %s <<" % name,
+        "commit ssl cert %s" % name]
 
 
 def test_a_refused_commit_is_aborted_and_the_new_store_deleted():
@@ -98,10 +100,25 @@ def test_a_refused_commit_is_aborted_and_the_new_store_deleted():
                              ("set ssl cert", "Transaction created"),
                              ("commit ssl cert", "Committing %s\ninconsistencies between private key and certificate "
                                                  "loaded\nFailed!" % name),
-                             ("abort ssl cert", "Transaction aborted"), ("del ssl cert", "Certificate deleted!")])
+                             ("abort ssl cert", "Transaction aborted"), ("del ssl crt-list", "not found"),
+                             ("del ssl cert", "Certificate deleted!")])
     with pytest.raises(HaproxyError, match="HAProxy refused 'commit ssl cert .*inconsistencies between private key"):
         certs.install(name, PEM, CERTS)
-    assert [entry[0].split()[0] for entry in runtime.sent][-2:] == ["abort", "del"]
+    assert [" ".join(entry[0].split()[:3]) for entry in runtime.sent][-3:] == [
+        "abort ssl cert", "del ssl crt-list", "del ssl cert"]
+
+
+def test_a_store_left_out_of_the_crt_list_is_added_to_it_and_removed_without_it():
+    name = "%s/a.pem" % CERTS
+    unused = SHOW_ONE.replace("Status: Used", "Status: Unused")
+    runtime, certs = stores([("show ssl cert /", unused), ("show ssl cert", SHOW_LIST), ("set ssl cert", "Transaction updated"),
+                             ("commit ssl cert", "Success!"), ("add ssl crt-list", "Success!")])
+    assert certs.install(name, PEM, CERTS) == "added"
+    assert runtime.sent[-1][0] == "add ssl crt-list %s %s" % (CERTS, name)
+    runtime, certs = stores([("show ssl cert /", unused), ("show ssl cert", SHOW_LIST),
+                             ("del ssl cert", "Certificate '%s' deleted!" % name)])
+    assert certs.remove(name, CERTS)
+    assert [entry[0] for entry in runtime.sent][-1] == "del ssl cert %s" % name
 
 
 def test_execute_sends_the_payload_and_the_empty_line_that_ends_it(tmp_path):
