@@ -40,9 +40,12 @@ up: ## converge playbooks/site.yml on the lab VPS (trixie) and show what runs
 	@rm -f $(STAGE_TIMINGS) $(STAGE_TIMINGS).molecule
 	@$(STAGE) setup $(MAKE) --no-print-directory lab
 	@$(STAGE) lab-vps $(LAB) vps-up trixie
+	@$(STAGE) acme $(LAB) acme-up
+	@$(LAB) acme-dns rotor-lab-vps-trixie web.lab.test demo.lab.test
 	@$(STAGE) converge ansible-playbook -i inventories/lab/hosts.yml playbooks/site.yml
 	@$(LAB) status
 	@$(LAB) demo-tenant trixie
+	@$(LAB) https-info trixie web.lab.test demo.lab.test/items
 	@$(SUMMARY)
 
 converge: collection ## converge again (after `make up`), passing ARGS, e.g. ARGS='--check --diff'

@@ -45,12 +45,14 @@ from ansible_collections.rotor.vps.plugins.module_utils._certbot import (
     problem,
 )
 from ansible_collections.rotor.vps.plugins.module_utils._haproxy_certs import CertStores, StoredCert, served_serial
+from ansible_collections.rotor.vps.plugins.module_utils._haproxy_routes import RouteMap, route_changes
 from ansible_collections.rotor.vps.plugins.module_utils._haproxy_runtime import HaproxyError
 from ansible_collections.rotor.vps.plugins.module_utils._host_lock import HostLock
 from ansible_collections.rotor.vps.plugins.module_utils._module_run import StepError
 from ansible_collections.rotor.vps.plugins.module_utils._waiter import WaitTimeout, Waiter
 
 HAPROXY_GID = 99  # HAProxy's group in its image: it reads certificates on reload
+HTTPS_MAP = "maps/https.map"  # names whose plain HTTP HAProxy redirects to HTTPS ("<name> <certificate>")
 CA_BUNDLE = "/etc/rotor/acme-ca.pem"  # inside the certbot container
 CERT_METRICS = {
     "rotor_certificate_not_after_timestamp_seconds": ("gauge", "When the certificate served for the site expires."),
@@ -135,10 +137,12 @@ class SitePlan:
     backoff: float = 0.0  # seconds before an order may be tried again
     current: Optional[Certificate] = None
     served: Optional[StoredCert] = None
+    redirect: dict = field(default_factory=dict)  # names to redirect to HTTPS once the certificate is served
+    unredirect: set = field(default_factory=set)  # names no longer redirected
 
     @property
     def changes(self) -> bool:
-        return bool((self.reason and not self.backoff) or self.load or self.remove)
+        return bool((self.reason and not self.backoff) or self.load or self.remove or self.redirect or self.unredirect)
 
     def actions(self) -> list[str]:
         out = []
@@ -150,7 +154,11 @@ class SitePlan:
             out.append("load it into HAProxy and check that every name serves it")
         if self.load:
             out.append("load the certificate file into HAProxy: %s" % self.load)
+        if self.unredirect:
+            out.append("stop redirecting plain HTTP to HTTPS for %s (%s)" % (", ".join(sorted(self.unredirect)), HTTPS_MAP))
         out += self.remove
+        if self.redirect:
+            out.append("redirect plain HTTP to HTTPS for %s (%s)" % (", ".join(sorted(self.redirect)), HTTPS_MAP))
         return out
 
 
@@ -158,8 +166,9 @@ class CertbotSite:
     """Reads, plans and applies one site's certificate; only ``apply`` changes anything."""
 
     def __init__(self, site: Site, paths: SitePaths, stores: CertStores, docker=None, waiter: Optional[Waiter] = None,
-                 lock_dir: str = "/run/lock/rotor"):
+                 lock_dir: str = "/run/lock/rotor", redirects: Optional[RouteMap] = None):
         self.site = site
+        self.redirects = redirects  # HAProxy's HTTPS map; None leaves redirects alone
         self.lock_dir = lock_dir
         self.paths = paths
         self.stores = stores
@@ -193,6 +202,7 @@ class CertbotSite:
                 plan.remove.append("stop serving %s (HAProxy's crt-list and store)" % p.store)
             for path in self._files():
                 plan.remove.append("remove %s" % path)
+            self._plan_redirects(plan, serving=False)
             return plan
         now = time.time()
         if s.force:
@@ -211,7 +221,16 @@ class CertbotSite:
                 plan.load = "HAProxy serves %s, the file holds %X" % (
                     "serial %X" % served.serial if served.serial is not None else "an unreadable serial",
                     plan.current.serial)
+        # Redirected once a certificate is served: the current one, or the one this run orders.
+        self._plan_redirects(plan, serving=plan.current is not None or bool(plan.reason and not plan.backoff))
         return plan
+
+    def _plan_redirects(self, plan: SitePlan, serving: bool) -> None:
+        """The HTTPS map's lines of this certificate: each of its names when it is served, none otherwise."""
+        if self.redirects is None:
+            return
+        wanted = list(self.site.domains) if serving else None
+        plan.redirect, plan.unredirect = route_changes(self.redirects.read(), self.paths.name, wanted)
 
     def _files(self) -> list:
         """The site's files on the host that exist (for absent)."""
@@ -227,13 +246,21 @@ class CertbotSite:
     def apply(self, plan: SitePlan) -> dict:
         """Carry out the plan; returns what was delivered (``serial``, ``not_after``, ``how``)."""
         if self.site.state == "absent":
+            self._redirect(plan)
             return self._remove(plan)
+        delivered = {}
         if plan.reason and not plan.backoff:
             pem = self._order(plan.reason)
-            return self._deliver(pem, plan.reason)
-        if plan.load:
-            return self._deliver(read_text(self.paths.cert_file) or "", plan.load, write=False)
-        return {}
+            delivered = self._deliver(pem, plan.reason)
+        elif plan.load:
+            delivered = self._deliver(read_text(self.paths.cert_file) or "", plan.load, write=False)
+        self._redirect(plan)
+        return delivered
+
+    def _redirect(self, plan: SitePlan) -> None:
+        """HAProxy's HTTPS map, file and running HAProxy; redirects come only after a delivery that held."""
+        if self.redirects is not None and (plan.redirect or plan.unredirect):
+            self.redirects.apply(self.stores.runtime, plan.redirect, plan.unredirect)
 
     def _order(self, reason: str) -> str:
         """Run certbot (once more after a rejected nonce); the new key and chain as one PEM."""

@@ -16,6 +16,12 @@ import ipaddress
 import re
 from typing import Callable, Optional
 
+from ansible_collections.rotor.vps.plugins.module_utils._certbot_sites import (
+    DEFAULT_KEYS as CERTBOT_DEFAULT_KEYS,
+    certbot_defaults_errors,
+    certbot_sites_errors,
+    only_errors,
+)
 from ansible_collections.rotor.vps.plugins.module_utils._postgrest import TENANT_BACKEND_PREFIX
 from ansible_collections.rotor.vps.plugins.module_utils._tenants import tenants_input_errors
 from ansible_collections.rotor.vps.plugins.module_utils._validate import (
@@ -52,6 +58,8 @@ PG_USER_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 PG_SETTING_RE = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$")
 # A registry mirror: a URL of a host, no path.
 MIRROR_RE = re.compile(r"^https?://[^/\s]+/?$")
+# A service HAProxy finds by container name: "<name>:<port>".
+SERVICE_ADDRESS_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*:([0-9]{1,5})$")
 # A size with a k, m or g suffix, as Docker's json-file log driver reads it.
 LOG_SIZE_RE = re.compile(r"^[1-9][0-9]*[kmg]$")
 
@@ -240,6 +248,11 @@ def haproxy_input_errors(s: dict, reserved: Optional[list] = None) -> list[str]:
     for name in ("haproxy_global_extra", "haproxy_frontend_extra"):
         errors += _lines_errors(s.get(name, []), name)
     errors += haproxy_backend_errors(s.get("haproxy_backends", []), "haproxy_backends", reserved=list(reserved or []))
+    acme = s.get("haproxy_acme_webroot_server") or ""
+    match = SERVICE_ADDRESS_RE.fullmatch(acme) if isinstance(acme, str) else None
+    if acme and (not match or not 1 <= int(match.group(1)) <= 65535):
+        errors.append("haproxy_acme_webroot_server: %r must be '<container name>:<port>' (such as rotor-acme:8080), or "
+                      "empty" % (acme,))
     return errors
 
 
@@ -336,6 +349,30 @@ def rotation_input_errors(s: dict) -> list[str]:
     return errors
 
 
+def certbot_input_errors(s: dict) -> list[str]:
+    """The certbot role's variables: its sites by certbot_site's rules, the defaults, the webroot and the timer."""
+    defaults = {key: s.get("certbot_" + key) for key in CERTBOT_DEFAULT_KEYS}
+    errors = certbot_defaults_errors(defaults)
+    errors += certbot_sites_errors(s.get("certbot_sites"), defaults)
+    errors += only_errors(s.get("certbot_only"), s.get("certbot_sites"), "renew_sites")
+    if s.get("certbot_mode") not in ("systemd", "external"):
+        errors.append("certbot_mode: %r must be systemd (a timer on the VPS) or external (AWX or cron run "
+                      "playbooks/renew_certs.yml)" % (s.get("certbot_mode"),))
+    errors += calendar_errors(s.get("certbot_on_calendar"), "certbot_on_calendar")
+    errors += duration_errors(s.get("certbot_jitter"), "certbot_jitter", allow_zero=True)
+    errors += _number(s, "certbot_run_timeout", 60, hint=" (seconds)")
+    errors += _number(s, "certbot_timeout", 10, hint=" (seconds)")
+    errors += port_errors(s.get("certbot_webroot_port"), "certbot_webroot_port", minimum=1024)
+    if not CONTAINER_NAME_RE.match(str(s.get("certbot_webroot_container_name", ""))):
+        errors.append("certbot_webroot_container_name: %r must start with a letter or digit and contain only letters, "
+                      "digits, '_', '.' and '-'" % (s.get("certbot_webroot_container_name"),))
+    bundle = s.get("certbot_ca_bundle") or ""
+    if bundle and (not isinstance(bundle, str) or "-----BEGIN CERTIFICATE-----" not in bundle):
+        errors.append("certbot_ca_bundle: must be the PEM text of the ACME server's CA certificates "
+                      "(-----BEGIN CERTIFICATE-----), or empty")
+    return errors
+
+
 ROLE_RULES: dict[str, Callable[..., list]] = {
     "docker_host": docker_host_input_errors,
     "networks": networks_input_errors,
@@ -344,6 +381,7 @@ ROLE_RULES: dict[str, Callable[..., list]] = {
     "pgbouncer": pgbouncer_input_errors,
     "rotation": rotation_input_errors,
     "tenants": tenants_input_errors,
+    "certbot": certbot_input_errors,
 }
 
 

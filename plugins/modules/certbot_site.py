@@ -17,8 +17,9 @@ description:
     O(renew_days) before it expires. Otherwise nothing happens, except loading the file into HAProxy when
     HAProxy serves another serial than the file holds.
   - HTTP-01 (default) puts the challenge into O(webroot), for the CA to read under
-    C(/.well-known/acme-challenge/) on port 80; the collection does not yet route that path from HAProxy to a
-    service serving O(webroot), so HTTP-01 needs that route made by hand for now. dns-01 runs O(dns_hook) to
+    C(/.well-known/acme-challenge/) on port 80, where HAProxy sends that path of every site to the webroot service
+    of the P(rotor.vps.certbot#role) role (busybox httpd serving O(webroot) read-only); nothing is stopped. dns-01
+    runs O(dns_hook) to
     publish and remove the TXT record, and is the only way to a wildcard certificate.
   - The certificate file (C(<haproxy_config_dir>/certs/<name>.pem), with the key, the certificate and its chain) is replaced
     atomically, root:99 0640, like the default certificate, so a reload of HAProxy loads the same one. A new
@@ -140,6 +141,13 @@ options:
     description: The same directory inside HAProxy's container (the certificates' names in HAProxy).
     type: path
     default: /usr/local/etc/haproxy
+  https_redirect:
+    description:
+      - Once the certificate is served, list its names in HAProxy's C(maps/https.map) (the file and the running HAProxy),
+        so that plain HTTP for them redirects to HTTPS (except ACME challenges); O(state=absent) removes them first.
+      - Off leaves the map alone (for an HAProxy whose configuration does not read it).
+    type: bool
+    default: true
   metrics_dir:
     description: Where the certificate's textfile metrics go (node-exporter reads them); nothing when empty.
     type: path
@@ -215,7 +223,14 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.rotor.vps.plugins.module_utils._acme import site_errors
 from ansible_collections.rotor.vps.plugins.module_utils._audit import default_actor
-from ansible_collections.rotor.vps.plugins.module_utils._certbot_site import CertbotSite, Site, SiteError, site_paths
+from ansible_collections.rotor.vps.plugins.module_utils._certbot_site import (
+    HTTPS_MAP,
+    CertbotSite,
+    Site,
+    SiteError,
+    site_paths,
+)
+from ansible_collections.rotor.vps.plugins.module_utils._haproxy_routes import RouteMap
 from ansible_collections.rotor.vps.plugins.module_utils._haproxy_certs import CertStores
 from ansible_collections.rotor.vps.plugins.module_utils._haproxy_runtime import HaproxyError, HaproxyRuntime
 from ansible_collections.rotor.vps.plugins.module_utils._host_lock import HostLock, LockTimeout
@@ -249,6 +264,7 @@ ARGUMENT_SPEC = dict(
     haproxy_socket=dict(type="path", default="/var/lib/rotor/haproxy/run/admin.sock"),
     haproxy_config_dir=dict(type="path", default="/etc/rotor/haproxy"),
     haproxy_config_mount=dict(type="path", default="/usr/local/etc/haproxy"),
+    https_redirect=dict(type="bool", default=True),
     metrics_dir=dict(type="path", default="/var/lib/rotor/metrics"),
     audit_log=dict(type="path", default="/var/log/rotor/rotation.jsonl"),
     actor=dict(type="str"),
@@ -280,7 +296,10 @@ def build(module: AnsibleModule) -> CertbotSite:
                        cert_mount=os.path.join(p["haproxy_config_mount"], "certs"), certbot_dir=p["certbot_dir"],
                        webroot=p["webroot"], state_dir=p["state_dir"])
     docker = None if p["certbot_binary"] or module.check_mode else DockerEngine(p["docker_host"])
-    return CertbotSite(site, paths, CertStores(HaproxyRuntime(p["haproxy_socket"])), docker, lock_dir=p["lock_dir"])
+    redirects = RouteMap(p["haproxy_config_dir"], p["haproxy_config_mount"], p["lock_dir"], 60,
+                         file=HTTPS_MAP) if p["https_redirect"] else None
+    return CertbotSite(site, paths, CertStores(HaproxyRuntime(p["haproxy_socket"])), docker, lock_dir=p["lock_dir"],
+                       redirects=redirects)
 
 
 def main() -> None:

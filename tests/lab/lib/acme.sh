@@ -60,3 +60,35 @@ EOF
 acme_down() {
   docker rm -f "$LAB_PEBBLE_NAME" "$LAB_CHALLTESTSRV_NAME" >/dev/null 2>&1 || true
 }
+
+# container_ip NAME: the container's address on the lab network.
+container_ip() {
+  docker inspect -f "{{with index .NetworkSettings.Networks \"$LAB_NETWORK\"}}{{.IPAddress}}{{end}}" "$1" 2>/dev/null
+}
+
+# acme_dns VPS NAME...: challtestsrv answers NAME with the lab VPS container's address, so that Pebble
+# validates HTTP-01 for NAME at that VPS's HAProxy (port 80).
+acme_dns() {
+  local vps=$1 address server name
+  shift
+  address=$(container_ip "$vps")
+  [ -n "$address" ] || die "the lab VPS $vps is not on the lab network" "run 'make up' first"
+  server=$(container_ip "$LAB_CHALLTESTSRV_NAME")
+  [ -n "$server" ] || die "pebble-challtestsrv does not run" "run 'tests/lab/lab acme-up' first"
+  for name in "$@"; do
+    curl -fsS -o /dev/null -X POST -d "{\"host\": \"$name\", \"addresses\": [\"$address\"]}" "http://$server:8055/add-a" \
+      || die "challtestsrv did not take the address of $name" "see 'docker logs $LAB_CHALLTESTSRV_NAME'"
+  done
+  log "challtestsrv: $* -> $vps ($address)"
+}
+
+# acme_roots: Pebble's current root certificate (it makes a new one on every start), which the
+# certificates it issued chain to, in $LAB_STATE_DIR/pebble-root.pem.
+acme_roots() {
+  local server
+  server=$(container_ip "$LAB_PEBBLE_NAME")
+  [ -n "$server" ] || die "Pebble does not run" "run 'tests/lab/lab acme-up' first"
+  curl -fsS --cacert "$LAB_STATE_DIR/pebble-ca.pem" --resolve "pebble:15000:$server" \
+    -o "$LAB_STATE_DIR/pebble-root.pem" https://pebble:15000/roots/0 \
+    || die "Pebble's management API did not give its root" "see 'docker logs $LAB_PEBBLE_NAME'"
+}

@@ -117,3 +117,20 @@ vps_demo_tenant() {
   docker exec "$name" sh -c 'docker kill -s SIGUSR1 $(docker ps -q --filter label=org.rotor.vps.tenant=demo) >/dev/null'
   log "demo tenant: curl -H \"Host: demo.lab.test\" http://127.0.0.1:$LAB_VPS_HTTP_PORT/items   (its rows, through HAProxy, PgBouncer and PostgREST)"
 }
+
+# vps_https_info SUITE HOST[/PATH]...: how to reach each name over HTTPS on the lab VPS, checked
+# against Pebble's current root, and that plain HTTP redirects there.
+vps_https_info() {
+  local target host url code
+  shift
+  acme_roots
+  for target in "$@"; do
+    host=${target%%/*}
+    url="https://$host:$LAB_VPS_HTTPS_PORT/${target#"$host"/}"
+    [ "$host" != "$target" ] || url="https://$host:$LAB_VPS_HTTPS_PORT/"
+    code=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$LAB_STATE_DIR/pebble-root.pem" \
+      --resolve "$host:$LAB_VPS_HTTPS_PORT:127.0.0.1" "$url" || true)
+    log "$host over HTTPS (HTTP $code; its certificate from the lab's Pebble, plain HTTP redirects to it):"
+    log "  curl --cacert $LAB_STATE_DIR/pebble-root.pem --resolve $host:$LAB_VPS_HTTPS_PORT:127.0.0.1 $url"
+  done
+}

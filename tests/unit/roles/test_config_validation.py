@@ -13,6 +13,7 @@ NOT_CONFIGURATION = {
     "Create the files of new backends (from then on the haproxy_rotate module's)":
         "created once, empty of servers; haproxy.cfg's check includes conf.d",
     "Write the services file the timers read": "the rotation role's own input, checked by its rules before it is written",
+    "Write the sites file the timer reads": "the certbot role's own input, checked by its rules before it is written",
 }
 
 
