@@ -176,7 +176,10 @@ def order_reason(current: Optional[Certificate], domains: list, now: float, rene
 
 
 def _days(seconds: float) -> str:
-    return "%.1f days" % (seconds / DAY)
+    """A span as people read it: days, or hours and seconds for short-lived certificates."""
+    if seconds >= DAY:
+        return "%.1f days" % (seconds / DAY)
+    return "%.1f hours" % (seconds / 3600) if seconds >= 3600 else "%d s" % seconds
 
 
 def backoff_delay(failures: int) -> float:

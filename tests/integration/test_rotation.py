@@ -8,8 +8,6 @@ bad input must fail naming the variable and the rule with nothing changed.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import time
 
 import pytest
@@ -43,31 +41,6 @@ API = {
 }
 AUDIT_LOG = "/var/log/rotor/rotation.jsonl"
 UNITS = "/etc/systemd/system/rotor-rotate-web.service /etc/systemd/system/rotor-rotate-web.timer"
-
-
-@pytest.fixture(scope="module")
-def collection_snapshot(tmp_path_factory):
-    """This checkout as it is now, as the collection every run of this module uses.
-
-    The role ships the collection to the VPS and reinstalls it when its content changes; a snapshot
-    keeps files edited in the checkout while the tests run from counting as changes.
-    """
-    root = tmp_path_factory.mktemp("collections")
-    dest = root / "ansible_collections" / "rotor" / "vps"
-    dest.mkdir(parents=True)
-    files = subprocess.run(["git", "-C", str(ROOT), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                           capture_output=True, check=True).stdout.split(b"\0")
-    present = b"\0".join(f for f in files if f and (ROOT / f.decode()).exists())
-    tar = subprocess.run(["tar", "-C", str(ROOT), "--null", "--files-from=-", "-cf", "-"], input=present,
-                         capture_output=True, check=True).stdout
-    subprocess.run(["tar", "-C", str(dest), "-xf", "-"], input=tar, check=True)
-    old = os.environ.get("ANSIBLE_COLLECTIONS_PATH")
-    os.environ["ANSIBLE_COLLECTIONS_PATH"] = str(root)
-    yield dest
-    if old is None:
-        os.environ.pop("ANSIBLE_COLLECTIONS_PATH", None)
-    else:
-        os.environ["ANSIBLE_COLLECTIONS_PATH"] = old
 
 
 @pytest.fixture(scope="module")

@@ -62,6 +62,26 @@ BAD_INPUT = [
         ["docker_host_registry_mirrors", "mirror.internal:5000", "http:// or https:// URL"],
     ),
     (
+        "certbot-invalid-domain",
+        {"certbot_sites": [{"domains": ["web_site.example.com"]}]},
+        ["certbot_sites[0].domains[0]", "'web_site.example.com'", "lowercase DNS name"],
+    ),
+    (
+        "certbot-wildcard-http-01",
+        {"certbot_sites": [{"domains": ["*.example.com"]}]},
+        ["certbot_sites[0].domains[0]", "wildcard", "dns-01 only"],
+    ),
+    (
+        "certbot-no-domains",
+        {"certbot_sites": [{"domains": []}]},
+        ["certbot_sites[0].domains", "at least one domain is required"],
+    ),
+    (
+        "certbot-email-without-at",
+        {"certbot_email": "admin.example.com"},
+        ["certbot_email", "'admin.example.com'", "an address such as"],
+    ),
+    (
         "docker-repo-without-url",
         {"docker_host_source": "docker"},
         ["docker_host_docker_repo_url", "required when docker_host_source is \"docker\""],

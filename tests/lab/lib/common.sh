@@ -84,3 +84,9 @@ ensure_venv() {
     log "Python environment: $dir -> $target"
   fi
 }
+
+# ensure_host_tools: what tests run on this host besides the Python tools: testssl.sh checks the
+# lab HAProxy's TLS configuration.
+ensure_host_tools() {
+  apt_install testssl.sh
+}
