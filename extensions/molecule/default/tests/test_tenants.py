@@ -43,8 +43,9 @@ def test_each_tenant_runs_on_its_server_only(host, mine, other):
 
 
 def test_its_api_answers_through_haproxy_and_the_others_does_not(host, mine, other):
-    ours = host.run("curl -s -o /dev/null -w '%%{http_code}' -H 'Host: %s.lab.test' http://127.0.0.1/" % mine)
-    theirs = host.run("curl -s -o /dev/null -w '%%{http_code}' -H 'Host: %s.lab.test' http://127.0.0.1/" % other)
+    request = "curl -sk -o /dev/null -w '%%{http_code}' --resolve %s.lab.test:443:127.0.0.1 https://%s.lab.test/"
+    ours = host.run(request % (mine, mine))
+    theirs = host.run(request % (other, other))
     assert (ours.stdout, theirs.stdout) == ("200", "404")
 
 
