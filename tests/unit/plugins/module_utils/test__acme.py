@@ -142,3 +142,9 @@ def test_a_key_of_another_type_is_ordered_again():
 def test_names_the_ca_refuses(domains, message):
     errors = site_errors({"domains": domains, "challenge": "dns-01", "dns_hook": "/h"})
     assert any(error.startswith(message) for error in errors), errors
+
+
+def test_short_spans_read_in_hours_and_seconds():
+    from ansible_collections.rotor.vps.plugins.module_utils._acme import _days  # pylint: disable=protected-access
+
+    assert (_days(2.5 * 86400), _days(7200), _days(15)) == ("2.5 days", "2.0 hours", "15 s")

@@ -28,6 +28,8 @@ def pem(days_left: float, lifetime: float = 90, serial: int = 0x1234, names=DOMA
 
 
 class Stores:
+    runtime = None  # HAProxy's runtime API, which the fake map below does not need
+
     def __init__(self, served=None):
         self.served = served
 
@@ -147,3 +149,77 @@ def test_absent_with_nothing_left_does_nothing(tmp_path):
     plan = s.plan()
     assert not plan.changes and s.apply(plan) == {}
     assert not (tmp_path / "audit.jsonl").exists()
+
+
+class Redirects:
+    """The HTTPS map: its file's lines, and what was applied."""
+
+    def __init__(self, lines=None):
+        self.lines = dict(lines or {})
+        self.applied = []
+
+    def read(self):
+        return dict(self.lines)
+
+    def apply(self, runtime, updates, removals):
+        self.applied.append((dict(updates), set(removals)))
+
+
+def redirecting(tmp_path, lines=None, **options) -> CertbotSite:
+    s = site(tmp_path, **options)
+    s.redirects = Redirects(lines)
+    return s
+
+
+def test_names_are_redirected_once_their_certificate_is_served(tmp_path):
+    plan = redirecting(tmp_path).plan()
+    assert plan.redirect == {"a.example.com": "a.example.com", "b.example.com": "a.example.com"}
+    assert plan.actions()[-1] == "redirect plain HTTP to HTTPS for a.example.com, b.example.com (maps/https.map)"
+    put(tmp_path, pem(days_left=60))
+    served = StoredCert("n", "Used", 0x1234, frozenset(DOMAINS))
+    done = redirecting(tmp_path, {"a.example.com": "a.example.com", "b.example.com": "a.example.com"}, served=served)
+    assert not done.plan().changes
+    missing = redirecting(tmp_path, {"a.example.com": "a.example.com"}, served=served).plan()
+    assert missing.changes and missing.redirect == {"b.example.com": "a.example.com"} and not missing.reason
+
+
+def test_a_name_dropped_is_no_longer_redirected_and_others_lines_stay(tmp_path):
+    put(tmp_path, pem(days_left=60, names=DOMAINS + ("c.example.com",)))
+    plan = redirecting(tmp_path, {"a.example.com": "a.example.com", "c.example.com": "a.example.com",
+                                  "other.example": "other.example"}).plan()
+    assert plan.reason.startswith("the names differ") and plan.unredirect == {"c.example.com"}
+    assert plan.redirect == {"b.example.com": "a.example.com"}
+
+
+def test_no_redirect_without_a_certificate_while_orders_back_off(tmp_path):
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "a.example.com.json").write_text(json.dumps({"failures": 1, "next_attempt": time.time() + 300}))
+    plan = redirecting(tmp_path, {"a.example.com": "a.example.com"}).plan()
+    assert plan.backoff and plan.redirect == {} and plan.unredirect == {"a.example.com"}
+
+
+def test_absent_stops_redirecting_before_it_removes(tmp_path):
+    s = redirecting(tmp_path, {"a.example.com": "a.example.com", "b.example.com": "a.example.com"}, state="absent",
+                    audit_log=str(tmp_path / "audit.jsonl"))
+    plan = s.plan()
+    assert plan.unredirect == {"a.example.com", "b.example.com"}
+    assert plan.actions() == ["stop redirecting plain HTTP to HTTPS for a.example.com, b.example.com (maps/https.map)"]
+    s.apply(plan)
+    assert s.redirects.applied == [({}, {"a.example.com", "b.example.com"})]
+
+
+def test_a_delivery_that_fails_redirects_nothing(tmp_path, monkeypatch):
+    import pytest
+
+    from ansible_collections.rotor.vps.plugins.module_utils._certbot_site import SiteError
+
+    s = redirecting(tmp_path)
+    plan = s.plan()
+
+    def fail(reason):
+        raise SiteError("certbot could not get a certificate", step="order")
+
+    monkeypatch.setattr(s, "_order", fail)
+    with pytest.raises(SiteError):
+        s.apply(plan)
+    assert s.redirects.applied == []

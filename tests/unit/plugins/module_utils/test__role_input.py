@@ -71,6 +71,9 @@ def test_time_of_zero_is_refused(value):
         ({"haproxy_global_extra": ["maxconn 10", "a\nb"]}, ["haproxy_global_extra[1]: must be one line"]),
         ({"haproxy_stats_user": "ad min"}, ["haproxy_stats_user: 'ad min' must be letters"]),
         ({"haproxy_maxconn": 0}, ["haproxy_maxconn: 0 must be a whole number of at least 1"]),
+        ({"haproxy_acme_webroot_server": ""}, []),
+        ({"haproxy_acme_webroot_server": "rotor-acme"}, ["haproxy_acme_webroot_server: 'rotor-acme' must be '<container name>:<port>'"]),
+        ({"haproxy_acme_webroot_server": "acme:70000"}, ["haproxy_acme_webroot_server: 'acme:70000' must be"]),
     ],
 )
 def test_settings_rules(settings, overrides, expected):
