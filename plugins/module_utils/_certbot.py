@@ -65,6 +65,9 @@ _PROBLEM_RE = re.compile(r"Domain:\s*(\S+)\s*\n\s*Type:\s*(\S+)\s*\n\s*Detail:\s
 _UNEXPECTED_RE = re.compile(r"An unexpected error occurred:\s*\n\s*(.+)")
 
 
+_HOOK_OUTPUT_RE = re.compile(r"(ran with (?:error )?output):[ \t]*\n(?:[ \t]+.*(?:\n|$))*")
+
+
 def problem(output: str) -> str:
     """What went wrong, from certbot's output: each domain with the CA's problem, or certbot's own error."""
     found = _PROBLEM_RE.findall(output)
@@ -73,6 +76,9 @@ def problem(output: str) -> str:
     unexpected = _UNEXPECTED_RE.search(output)
     if unexpected:
         return unexpected.group(1).strip()
+    # A hook's own output (indented under certbot's line about it) may hold what its author never meant to show,
+    # such as a DNS provider's token in an error: it stays in certbot's log.
+    output = _HOOK_OUTPUT_RE.sub(r"\1 (in certbot's log)\n", output)
     lines = [line.strip() for line in output.splitlines() if line.strip() and not line.startswith("Saving debug log")]
     return " ".join(lines[-3:])[:1000] or "certbot failed without a message"
 

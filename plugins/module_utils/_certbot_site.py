@@ -259,8 +259,14 @@ class CertbotSite:
 
     def _redirect(self, plan: SitePlan) -> None:
         """HAProxy's HTTPS map, file and running HAProxy; redirects come only after a delivery that held."""
-        if self.redirects is not None and (plan.redirect or plan.unredirect):
+        if self.redirects is None or not (plan.redirect or plan.unredirect):
+            return
+        try:
             self.redirects.apply(self.stores.runtime, plan.redirect, plan.unredirect)
+        except (HaproxyError, OSError) as exc:
+            served = "the certificate is served, but " if self.site.state == "present" else ""
+            raise SiteError("%sHAProxy's %s could not be changed (%s); an HAProxy whose configuration does not read "
+                            "that map needs https_redirect: false" % (served, HTTPS_MAP, exc), step="redirect") from exc
 
     def _order(self, reason: str) -> str:
         """Run certbot (once more after a rejected nonce); the new key and chain as one PEM."""
@@ -365,6 +371,8 @@ class CertbotSite:
                             % (", ".join(self.site.domains), exc, undone), step="deliver") from exc
         if os.path.exists(p.backoff_file):
             os.unlink(p.backoff_file)
+        for stale in getattr(self.stores, "aborted", []):
+            self._audit("abort", "ok", reason="HAProxy held a transaction an interrupted run left", store=stale)
         self._audit("deliver", "ok", reason=reason, serial="%X" % certificate.serial, how=how,
                     not_after=int(certificate.not_after))
         self._metrics(certificate=certificate, renewed=write)

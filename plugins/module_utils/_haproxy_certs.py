@@ -15,15 +15,19 @@ directory, which then acts as a crt-list of that name (the path without the trai
   reload or restart loads the same certificate.
 - HAProxy holds one certificate transaction at a time for the whole process and answers
   "Operations on certificates are currently locked!" while another runs: those are retried.
+  Every change here runs under one host-wide lock (``lock``), so a transaction HAProxy still
+  holds when the lock is taken was left by an interrupted run: it is aborted before the next
+  one, which HAProxy would otherwise refuse ("The ongoing transaction is about ...").
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 import socket
 import ssl
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, ContextManager, Optional
 
 from ansible_collections.rotor.vps.plugins.module_utils._haproxy_runtime import HaproxyError, HaproxyRuntime
 from ansible_collections.rotor.vps.plugins.module_utils._waiter import WaitTimeout, Waiter
@@ -54,6 +58,14 @@ class StoredCert:
                    names=frozenset(part.strip()[4:] for part in sans.split(",") if part.strip().startswith("DNS:")))
 
 
+def open_transaction(text: str) -> Optional[str]:
+    """The store ``show ssl cert`` names as having an uncommitted transaction (``*<name>``), or None."""
+    for line in text.splitlines():
+        if line.strip().startswith("*"):
+            return line.strip()[1:]
+    return None
+
+
 def store_names(text: str) -> list[str]:
     """The store names of ``show ssl cert`` (its ``# filename`` section; a transaction's name starts with ``*``)."""
     return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")
@@ -71,10 +83,13 @@ def payload(pem: str) -> str:
 class CertStores:
     """The certificate stores of one running HAProxy."""
 
-    def __init__(self, runtime: HaproxyRuntime, waiter: Optional[Waiter] = None, lock_timeout: float = 30):
+    def __init__(self, runtime: HaproxyRuntime, waiter: Optional[Waiter] = None, lock_timeout: float = 30,
+                 lock: Optional[Callable[[], ContextManager]] = None):
         self.runtime = runtime
         self.waiter = waiter or Waiter(initial=0.05, cap=0.5)
         self.lock_timeout = lock_timeout
+        self.lock = lock or contextlib.nullcontext  # host-wide: one certificate change at a time
+        self.aborted: list[str] = []  # stale transactions aborted by this object
 
     def names(self) -> list[str]:
         return store_names(self.runtime.execute("show ssl cert"))
@@ -90,6 +105,18 @@ class CertStores:
         none and adding it to ``crt_list`` when it is not in use there (a store an interrupted run
         left); returns "added" or "renewed". A store this call created is deleted again on failure."""
         body = payload(pem)
+        with self.lock():
+            self._abort_stale()
+            return self._install(name, body, crt_list)
+
+    def _abort_stale(self) -> None:
+        """Abort the transaction an interrupted run left open (none of ours runs: we hold the lock)."""
+        stale = open_transaction(self.runtime.execute("show ssl cert"))
+        if stale:
+            self._locked("abort ssl cert %s" % stale, ok=("aborted",))
+            self.aborted.append(stale)
+
+    def _install(self, name: str, body: str, crt_list: str) -> str:
         stored = self.show(name)
         if stored is None:
             self._locked("new ssl cert %s" % name, ok=("New empty certificate store",))
@@ -108,13 +135,15 @@ class CertStores:
 
     def remove(self, name: str, crt_list: str) -> bool:
         """Take the store ``name`` out of ``crt_list`` (when it is in use) and delete it; False when HAProxy had none."""
-        stored = self.show(name)
-        if stored is None:
-            return False
-        if stored.status == "Used":
-            self._locked("del ssl crt-list %s %s" % (crt_list, name), ok=("deleted",))
-        self._locked("del ssl cert %s" % name, ok=("deleted",))
-        return True
+        with self.lock():
+            self._abort_stale()
+            stored = self.show(name)
+            if stored is None:
+                return False
+            if stored.status == "Used":
+                self._locked("del ssl crt-list %s %s" % (crt_list, name), ok=("deleted",))
+            self._locked("del ssl cert %s" % name, ok=("deleted",))
+            return True
 
     def _locked(self, command: str, *, ok: tuple, body: Optional[str] = None) -> str:
         """Send ``command`` until HAProxy is not busy with another certificate; its reply must hold one of ``ok``."""

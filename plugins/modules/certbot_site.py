@@ -213,6 +213,13 @@ backoff:
   description: Seconds before the next order may be tried, after failed ones.
   returned: when an order is held back
   type: int
+step:
+  description:
+    - The step that failed - C(order) (nothing changed), C(deliver) or C(verify) (file and HAProxy put back),
+      C(redirect) (the certificate is served, the HTTPS map not changed) or C(remove).
+  returned: failure
+  type: str
+  sample: order
 """
 
 import importlib.util
@@ -230,8 +237,8 @@ from ansible_collections.rotor.vps.plugins.module_utils._certbot_site import (
     SiteError,
     site_paths,
 )
-from ansible_collections.rotor.vps.plugins.module_utils._haproxy_routes import RouteMap
 from ansible_collections.rotor.vps.plugins.module_utils._haproxy_certs import CertStores
+from ansible_collections.rotor.vps.plugins.module_utils._haproxy_routes import RouteMap
 from ansible_collections.rotor.vps.plugins.module_utils._haproxy_runtime import HaproxyError, HaproxyRuntime
 from ansible_collections.rotor.vps.plugins.module_utils._host_lock import HostLock, LockTimeout
 from ansible_collections.rotor.vps.plugins.module_utils._module_run import add_diff, plan_and_apply, refuse_bad_input
@@ -298,8 +305,10 @@ def build(module: AnsibleModule) -> CertbotSite:
     docker = None if p["certbot_binary"] or module.check_mode else DockerEngine(p["docker_host"])
     redirects = RouteMap(p["haproxy_config_dir"], p["haproxy_config_mount"], p["lock_dir"], 60,
                          file=HTTPS_MAP) if p["https_redirect"] else None
-    return CertbotSite(site, paths, CertStores(HaproxyRuntime(p["haproxy_socket"])), docker, lock_dir=p["lock_dir"],
-                       redirects=redirects)
+    certificates_lock = os.path.join(p["lock_dir"], "haproxy-certificates.lock")
+    stores = CertStores(HaproxyRuntime(p["haproxy_socket"]),
+                        lock=lambda: HostLock(certificates_lock, 120, "HAProxy's certificate transactions"))
+    return CertbotSite(site, paths, stores, docker, lock_dir=p["lock_dir"], redirects=redirects)
 
 
 def main() -> None:

@@ -58,6 +58,16 @@ def served(vps, name: str) -> dict:
             "issuer": re.search(r"issuer=(.*)", out).group(1) if "issuer=" in out else ""}
 
 
+def chain_verifies(vps, name: str) -> str:
+    """OpenSSL's verdict on the chain HAProxy presents for ``name``, against Pebble's current root
+    (fetched again: Pebble makes a new one whenever it starts)."""
+    root = subprocess.run([str(LAB), "acme-root"], capture_output=True, text=True, check=True).stdout.split()[-1]
+    subprocess.run(["docker", "cp", root, "%s:/root/pebble-root.pem" % vps.name], check=True)
+    out = vps.sh("echo | openssl s_client -connect 127.0.0.1:443 -servername %s -CAfile /root/pebble-root.pem "
+                 "-verify_hostname %s 2>/dev/null | grep 'Verify return code'" % (name, name)).stdout
+    return out.strip()
+
+
 def timer_run(vps) -> str:
     """Start the renewal timer's service and wait for it (a oneshot); its journal of this run."""
     since = vps.sh("date '+%Y-%m-%d %H:%M:%S'").stdout.strip()
@@ -80,7 +90,8 @@ def vps(edge_vps, collection_snapshot):
     absent = [dict(site, state="absent") for site in (SITE, SHORT)]
     run = converge(edge_vps, certbot_sites=absent, certbot_mode="external")
     assert run.rc == 0, run.output[-3000:]
-    edge_vps.sh("docker rm -f rotor-acme; systemctl unmask certbot.timer; rm -f %s; systemctl daemon-reload; "
+    edge_vps.sh("docker rm -f rotor-acme; systemctl unmask certbot.timer; rm -f %s /root/pebble-root.pem; "
+                "systemctl daemon-reload; "
                 "rm -rf /etc/rotor/certificates /etc/rotor/certbot /var/lib/rotor/certbot /var/lib/rotor/acme "
                 "/var/lib/rotor/metrics/certificate_*.prom" % " ".join(PACKAGED))
 
@@ -91,6 +102,7 @@ def test_http01_through_haproxy_gives_one_certificate_for_both_names(vps):
     first = served(vps, "role.lab.test")
     assert first["names"] == ["role.lab.test", "www.role.lab.test"] and "Pebble" in first["issuer"], first
     assert served(vps, "www.role.lab.test") == first
+    assert chain_verifies(vps, "www.role.lab.test") == "Verify return code: 0 (ok)"
     audit = [json.loads(line) for line in vps.sh("grep role.lab.test /var/log/rotor/rotation.jsonl").stdout.splitlines()]
     assert [(a["action"], a["result"]) for a in audit] == [("order", "ok"), ("deliver", "ok")], audit
     again = converge(vps)
@@ -140,6 +152,7 @@ def test_the_timer_renews_a_short_lived_certificate_when_a_third_is_left(vps):
     assert re.search(r"changed=1\b", renewed), renewed[-2000:]
     after = served(vps, "short.lab.test")
     assert after["serial"] != first["serial"] and after["names"] == ["short.lab.test"]
+    assert chain_verifies(vps, "short.lab.test") == "Verify return code: 0 (ok)"
     assert served(vps, "role.lab.test")["names"] == SITE["domains"]  # the 90-day certificate is not due
     orders = [json.loads(line) for line in vps.sh("grep short.lab.test /var/log/rotor/rotation.jsonl").stdout.splitlines()]
     assert orders[-2]["action"] == "order" and "third" in orders[-2]["reason"], orders

@@ -87,3 +87,14 @@ def test_an_account_the_ca_forgot_and_where_accounts_are():
     assert accounts_dir(URL, "/c") == "/c/accounts/pebble.lab.test:14000/dir"
     assert accounts_dir("https://acme-v02.api.letsencrypt.org/directory") == \
         "/etc/letsencrypt/accounts/acme-v02.api.letsencrypt.org/directory"
+
+
+def test_a_hooks_own_output_stays_in_certbots_log():
+    output = ("Hook '--manual-auth-hook' for a.example.com ran with error output:\n"
+              " dns api: 401 for token=abc123secret\n"
+              " retry later\n"
+              "Some challenges have failed.\n"
+              "Ask for help or search for solutions at https://community.letsencrypt.org.\n")
+    said = problem(output)
+    assert "abc123secret" not in said and "retry later" not in said
+    assert said.startswith("Hook '--manual-auth-hook' for a.example.com ran with error output (in certbot's log)")

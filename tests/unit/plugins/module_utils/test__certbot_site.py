@@ -223,3 +223,22 @@ def test_a_delivery_that_fails_redirects_nothing(tmp_path, monkeypatch):
     with pytest.raises(SiteError):
         s.apply(plan)
     assert s.redirects.applied == []
+
+
+def test_an_haproxy_without_the_map_fails_the_redirect_step_naming_the_option(tmp_path):
+    import pytest
+
+    from ansible_collections.rotor.vps.plugins.module_utils._certbot_site import SiteError
+    from ansible_collections.rotor.vps.plugins.module_utils._haproxy_runtime import HaproxyError
+
+    put(tmp_path, pem(days_left=60))
+    s = redirecting(tmp_path, served=StoredCert("n", "Used", 0x1234, frozenset(DOMAINS)))
+
+    def unknown(runtime, updates, removals):
+        raise HaproxyError("Unknown map identifier")
+
+    s.redirects.apply = unknown
+    with pytest.raises(SiteError, match="the certificate is served, but HAProxy's maps/https.map could not be changed "
+                                        r"\(Unknown map identifier\).*https_redirect: false") as failed:
+        s.apply(s.plan())
+    assert failed.value.step == "redirect"

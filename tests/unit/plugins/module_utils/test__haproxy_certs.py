@@ -14,6 +14,7 @@ from cryptography.x509.oid import NameOID
 from ansible_collections.rotor.vps.plugins.module_utils._haproxy_certs import (
     CertStores,
     StoredCert,
+    open_transaction,
     payload,
     served_serial,
     store_names,
@@ -22,7 +23,9 @@ from ansible_collections.rotor.vps.plugins.module_utils._haproxy_runtime import 
 from ansible_collections.rotor.vps.plugins.module_utils._waiter import Waiter
 
 CERTS = "/usr/local/etc/haproxy/certs"
-SHOW_LIST = "# transaction\n*%s/a.pem\n# filename\n%s/default.pem\n%s/a.pem\n" % (CERTS, CERTS, CERTS)
+SHOW_LIST = "# filename\n%s/default.pem\n%s/a.pem\n" % (CERTS, CERTS)
+# What an interrupted run leaves: a transaction on a.pem that nobody commits.
+SHOW_STALE = "# transaction\n*%s/a.pem\n# filename\n%s/default.pem\n%s/a.pem\n" % (CERTS, CERTS, CERTS)
 SHOW_ONE = """Filename: /usr/local/etc/haproxy/certs/a.pem
 Status: Used
 Serial: 0A1B2C
@@ -58,7 +61,8 @@ def stores(replies):
 
 
 def test_store_names_and_details():
-    assert store_names(SHOW_LIST) == ["%s/default.pem" % CERTS, "%s/a.pem" % CERTS]
+    assert store_names(SHOW_STALE) == store_names(SHOW_LIST) == ["%s/default.pem" % CERTS, "%s/a.pem" % CERTS]
+    assert (open_transaction(SHOW_STALE), open_transaction(SHOW_LIST)) == ("%s/a.pem" % CERTS, None)
     cert = StoredCert.parse(SHOW_ONE)
     assert cert == StoredCert("%s/a.pem" % CERTS, "Used", 0x0A1B2C, frozenset({"a.example.com", "b.example.com"}))
 
@@ -71,32 +75,32 @@ def test_payload_drops_empty_lines_and_wants_pem():
 
 def test_a_new_certificate_gets_a_store_and_a_place_in_the_crt_list():
     name = "%s/c.pem" % CERTS
-    runtime, certs = stores([("show ssl cert", SHOW_LIST), ("new ssl cert", "New empty certificate store '%s'!" % name),
+    runtime, certs = stores([("show ssl cert", SHOW_LIST), ("show ssl cert", SHOW_LIST), ("new ssl cert", "New empty certificate store '%s'!" % name),
                              ("set ssl cert", "Transaction created for certificate %s!" % name),
                              ("commit ssl cert", "Committing %s\nSuccess!" % name),
                              ("add ssl crt-list", "Inserting certificate '%s' in crt-list '%s'.\nSuccess!" % (name, CERTS))])
     assert certs.install(name, PEM, CERTS) == "added"
     assert [entry[0] for entry in runtime.sent] == [
-        "show ssl cert", "new ssl cert %s" % name, "set ssl cert %s <<" % name, "commit ssl cert %s" % name,
+        "show ssl cert", "show ssl cert", "new ssl cert %s" % name, "set ssl cert %s <<" % name, "commit ssl cert %s" % name,
         "add ssl crt-list %s %s" % (CERTS, name)]
-    assert runtime.sent[2][1] == payload(PEM)
+    assert runtime.sent[3][1] == payload(PEM)
 
 
 def test_a_renewed_certificate_replaces_its_store_in_one_transaction_and_waits_for_the_lock():
     name = "%s/a.pem" % CERTS
-    runtime, certs = stores([("show ssl cert /", SHOW_ONE), ("show ssl cert", SHOW_LIST),
+    runtime, certs = stores([("show ssl cert /", SHOW_ONE), ("show ssl cert", SHOW_LIST), ("show ssl cert", SHOW_LIST),
                              ("set ssl cert", "Operations on certificates are currently locked!"),
                              ("set ssl cert", "Transaction updated for certificate %s!" % name),
                              ("commit ssl cert", "Committing %s\nSuccess!" % name)])
     assert certs.install(name, PEM, CERTS) == "renewed"
     assert [entry[0] for entry in runtime.sent] == [
-        "show ssl cert", "show ssl cert %s" % name, "set ssl cert %s <<" % name, "set ssl cert %s <<" % name,
+        "show ssl cert", "show ssl cert", "show ssl cert %s" % name, "set ssl cert %s <<" % name, "set ssl cert %s <<" % name,
         "commit ssl cert %s" % name]
 
 
 def test_a_refused_commit_is_aborted_and_the_new_store_deleted():
     name = "%s/c.pem" % CERTS
-    runtime, certs = stores([("show ssl cert", SHOW_LIST), ("new ssl cert", "New empty certificate store"),
+    runtime, certs = stores([("show ssl cert", SHOW_LIST), ("show ssl cert", SHOW_LIST), ("new ssl cert", "New empty certificate store"),
                              ("set ssl cert", "Transaction created"),
                              ("commit ssl cert", "Committing %s\ninconsistencies between private key and certificate "
                                                  "loaded\nFailed!" % name),
@@ -111,14 +115,35 @@ def test_a_refused_commit_is_aborted_and_the_new_store_deleted():
 def test_a_store_left_out_of_the_crt_list_is_added_to_it_and_removed_without_it():
     name = "%s/a.pem" % CERTS
     unused = SHOW_ONE.replace("Status: Used", "Status: Unused")
-    runtime, certs = stores([("show ssl cert /", unused), ("show ssl cert", SHOW_LIST), ("set ssl cert", "Transaction updated"),
+    runtime, certs = stores([("show ssl cert /", unused), ("show ssl cert", SHOW_LIST), ("show ssl cert", SHOW_LIST), ("set ssl cert", "Transaction updated"),
                              ("commit ssl cert", "Success!"), ("add ssl crt-list", "Success!")])
     assert certs.install(name, PEM, CERTS) == "added"
     assert runtime.sent[-1][0] == "add ssl crt-list %s %s" % (CERTS, name)
-    runtime, certs = stores([("show ssl cert /", unused), ("show ssl cert", SHOW_LIST),
+    runtime, certs = stores([("show ssl cert /", unused), ("show ssl cert", SHOW_LIST), ("show ssl cert", SHOW_LIST),
                              ("del ssl cert", "Certificate '%s' deleted!" % name)])
     assert certs.remove(name, CERTS)
     assert [entry[0] for entry in runtime.sent][-1] == "del ssl cert %s" % name
+
+
+def test_a_transaction_an_interrupted_run_left_is_aborted_under_the_lock_first():
+    name = "%s/c.pem" % CERTS
+    held = []
+
+    class Lock:
+        def __enter__(self):
+            held.append("in")
+
+        def __exit__(self, *exc):
+            held.append("out")
+
+    runtime = FakeRuntime([("show ssl cert", SHOW_STALE), ("abort ssl cert", "Transaction aborted for certificate"),
+                           ("show ssl cert", SHOW_LIST), ("new ssl cert", "New empty certificate store"),
+                           ("set ssl cert", "Transaction created"), ("commit ssl cert", "Success!"),
+                           ("add ssl crt-list", "Success!")])
+    certs = CertStores(runtime, waiter=Waiter(initial=0.001, cap=0.001), lock_timeout=1, lock=Lock)
+    assert certs.install(name, PEM, CERTS) == "added"
+    assert runtime.sent[1][0] == "abort ssl cert %s/a.pem" % CERTS and certs.aborted == ["%s/a.pem" % CERTS]
+    assert held == ["in", "out"]
 
 
 def test_execute_sends_the_payload_and_the_empty_line_that_ends_it(tmp_path):
