@@ -20,7 +20,7 @@ import shutil
 import subprocess
 import time
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Callable, Optional
 
 from ansible_collections.rotor.vps.plugins.module_utils._acme import (
     Certificate,
@@ -166,9 +166,11 @@ class CertbotSite:
     """Reads, plans and applies one site's certificate; only ``apply`` changes anything."""
 
     def __init__(self, site: Site, paths: SitePaths, stores: CertStores, docker=None, waiter: Optional[Waiter] = None,
-                 lock_dir: str = "/run/lock/rotor", redirects: Optional[RouteMap] = None):
+                 lock_dir: str = "/run/lock/rotor", redirects: Optional[RouteMap] = None,
+                 reload: Optional[Callable[[Callable[[], bool], str], None]] = None):
         self.site = site
         self.redirects = redirects  # HAProxy's HTTPS map; None leaves redirects alone
+        self.reload = reload  # a hitless reload of HAProxy (``master_reload``), the fallback of the runtime API
         self.lock_dir = lock_dir
         self.paths = paths
         self.stores = stores
@@ -360,11 +362,19 @@ class CertbotSite:
         if write:
             os.makedirs(p.cert_dir, mode=0o750, exist_ok=True)
             atomic_write(p.cert_file, pem, mode=0o640, uid=0, gid=HAPROXY_GID)
+        reloaded = False
         try:
-            how = self.stores.install(p.store, pem, p.crt_list)
+            try:
+                how = self.stores.install(p.store, pem, p.crt_list)
+            except HaproxyError as exc:
+                if self.reload is None:
+                    raise
+                # The file is in place: a reload loads it, as it would after a restart.
+                self._reload_for(certificate.serial, "the runtime API refused it: %s" % exc)
+                how, reloaded = "reloaded", True
             self._verify(certificate.serial)
-        except (SiteError, HaproxyError, OSError) as exc:
-            undone = self._undo_delivery(previous if write else None, served_before, write)
+        except (SiteError, HaproxyError, WaitTimeout, OSError) as exc:
+            undone = self._undo_delivery(previous if write else None, served_before, write, reloaded)
             if write:
                 self._failed("deliver", reason, str(exc))
             raise SiteError("HAProxy did not serve the new certificate of %s: %s; %s"
@@ -378,7 +388,8 @@ class CertbotSite:
         self._metrics(certificate=certificate, renewed=write)
         return {"serial": "%X" % certificate.serial, "not_after": int(certificate.not_after), "how": how}
 
-    def _undo_delivery(self, previous: Optional[str], served_before: Optional[StoredCert], wrote: bool) -> str:
+    def _undo_delivery(self, previous: Optional[str], served_before: Optional[StoredCert], wrote: bool,
+                       reloaded: bool = False) -> str:
         """Put back the previous file and what HAProxy served; says what was undone."""
         p, undone = self.paths, []
         try:
@@ -388,15 +399,27 @@ class CertbotSite:
             elif wrote and os.path.exists(p.cert_file):
                 os.unlink(p.cert_file)
                 undone.append("the new certificate file was removed")
-            if served_before is None:
+            if reloaded and wrote:
+                self.reload(lambda: True, "HAProxy reloaded with the previous files")
+                undone.append("HAProxy reloaded with them")
+            elif served_before is None:
                 if self.stores.remove(p.store, p.crt_list):
                     undone.append("HAProxy no longer holds it")
             elif previous:
                 self.stores.install(p.store, previous, p.crt_list)
                 undone.append("HAProxy serves the previous certificate again")
-        except (HaproxyError, OSError, ValueError) as exc:
+        except (HaproxyError, WaitTimeout, OSError, ValueError) as exc:
             undone.append("putting HAProxy back failed too (%s): check it with 'show ssl cert %s'" % (exc, p.store))
         return "; ".join(undone) or "nothing was written"
+
+    def _reload_for(self, serial: int, why: str) -> None:
+        """The fallback: one hitless reload, done when the new worker serves ``serial`` from the file."""
+        def served() -> bool:
+            stored = self.stores.show(self.paths.store)
+            return stored is not None and stored.serial == serial
+
+        self._audit("reload", "ok", reason=why)
+        self.reload(served, "HAProxy serving serial %X from %s after a reload" % (serial, self.paths.cert_file))
 
     def _verify(self, serial: int) -> None:
         """A TLS handshake on the verify address for each name must present ``serial``."""

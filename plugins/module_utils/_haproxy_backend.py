@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from ansible_collections.rotor.vps.plugins.module_utils._atomic_file import FileState
 from ansible_collections.rotor.vps.plugins.module_utils._haproxy_files import BackendFile
-from ansible_collections.rotor.vps.plugins.module_utils._haproxy_runtime import HaproxyError, HaproxyRuntime
+from ansible_collections.rotor.vps.plugins.module_utils._haproxy_runtime import HaproxyError, HaproxyRuntime, master_reload
 from ansible_collections.rotor.vps.plugins.module_utils._waiter import Waiter
 
 # The named defaults section of haproxy.cfg (the haproxy role's main one) module-made backends inherit.
@@ -131,16 +131,7 @@ class Backends:
 
     def reload(self, done, what: str) -> None:
         """Reload through the master CLI and wait until ``done()`` (the new worker answers)."""
-        master = HaproxyRuntime(self.site.master_socket, timeout=self.site.reload_timeout)
-        answer = master.answer("reload", wait=self.site.reload_timeout)
-        if "Success=1" not in answer:
-            raise BackendError("HAProxy's reload failed (the old worker keeps serving): %s"
-                               % " ".join(answer.split())[:2000])
-        self.waiter.until(lambda: self._quietly(done), bool, what=what, timeout=self.site.reload_timeout)
-
-    @staticmethod
-    def _quietly(done) -> bool:
         try:
-            return done()
-        except HaproxyError:
-            return False  # the new worker's socket is not there yet
+            master_reload(self.site.master_socket, done, what, timeout=self.site.reload_timeout, waiter=self.waiter)
+        except HaproxyError as exc:
+            raise BackendError(str(exc)) from exc

@@ -10,7 +10,7 @@ import os
 import socket
 import stat
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 from ansible_collections.rotor.vps.plugins.module_utils._waiter import Waiter, WaitTimeout
 
@@ -186,3 +186,21 @@ class HaproxyRuntime:
 
     def del_map(self, map_ref: str, key: str) -> None:
         self.command("del map %s %s" % (map_ref, key))
+
+
+def master_reload(master_socket: str, done: Callable[[], bool], what: str, *, timeout: float = 30,
+                  waiter: Optional[Waiter] = None) -> None:
+    """One hitless reload through the master CLI, then wait until ``done()`` (the new worker serves
+    what the reload was for); the old worker keeps serving when the reload fails."""
+    master = HaproxyRuntime(master_socket, timeout=timeout)
+    answer = master.answer("reload", wait=timeout)
+    if "Success=1" not in answer:
+        raise HaproxyError("HAProxy's reload failed (the old worker keeps serving): %s" % " ".join(answer.split())[:2000])
+
+    def quietly() -> bool:
+        try:
+            return done()
+        except HaproxyError:
+            return False  # the new worker's socket is not there yet
+
+    (waiter or Waiter(initial=0.1, cap=1.0)).until(quietly, bool, what=what, timeout=timeout)

@@ -11,7 +11,8 @@ version_added: 0.1.0
 description:
   - Orders a certificate for O(domains) (the first names it) from an ACME CA with certbot, writes it for
     HAProxy and loads it into the running HAProxy through its runtime API, then checks that a TLS handshake
-    for every name on O(verify_address) presents the new serial. Nothing is stopped or reloaded.
+    for every name on O(verify_address) presents the new serial. Nothing is stopped or reloaded (a hitless reload
+    only as the fallback when the runtime API refuses the certificate).
   - A new order only when the certificate in place does not cover exactly O(domains), or is due, by default
     once a third of its lifetime remains (a 90-day certificate at 30 days left, a 6-day one at 2), or
     O(renew_days) before it expires. Otherwise nothing happens, except loading the file into HAProxy when
@@ -19,8 +20,7 @@ description:
   - HTTP-01 (default) puts the challenge into O(webroot), for the CA to read under
     C(/.well-known/acme-challenge/) on port 80, where HAProxy sends that path of every site to the webroot service
     of the P(rotor.vps.certbot#role) role (busybox httpd serving O(webroot) read-only); nothing is stopped. dns-01
-    runs O(dns_hook) to
-    publish and remove the TXT record, and is the only way to a wildcard certificate.
+    runs O(dns_hook) to publish and remove the TXT record, and is the only way to a wildcard certificate.
   - The certificate file (C(<haproxy_config_dir>/certs/<name>.pem), with the key, the certificate and its chain) is replaced
     atomically, root:99 0640, like the default certificate, so a reload of HAProxy loads the same one. A new
     certificate gets its own store and a place in the certificate directory's list (C(new ssl cert),
@@ -133,6 +133,12 @@ options:
     description: HAProxy's runtime socket (admin level) on the host.
     type: path
     default: /var/lib/rotor/haproxy/run/admin.sock
+  haproxy_master_socket:
+    description:
+      - HAProxy's master CLI socket, for the fallback - when the runtime API refuses the certificate, one hitless
+        reload loads the file written before (then checked like any delivery).
+    type: path
+    default: /var/lib/rotor/haproxy/run/master.sock
   haproxy_config_dir:
     description: HAProxy's configuration directory on the host; certificates go to its C(certs/).
     type: path
@@ -239,7 +245,11 @@ from ansible_collections.rotor.vps.plugins.module_utils._certbot_site import (
 )
 from ansible_collections.rotor.vps.plugins.module_utils._haproxy_certs import CertStores
 from ansible_collections.rotor.vps.plugins.module_utils._haproxy_routes import RouteMap
-from ansible_collections.rotor.vps.plugins.module_utils._haproxy_runtime import HaproxyError, HaproxyRuntime
+from ansible_collections.rotor.vps.plugins.module_utils._haproxy_runtime import (
+    HaproxyError,
+    HaproxyRuntime,
+    master_reload,
+)
 from ansible_collections.rotor.vps.plugins.module_utils._host_lock import HostLock, LockTimeout
 from ansible_collections.rotor.vps.plugins.module_utils._module_run import add_diff, plan_and_apply, refuse_bad_input
 
@@ -269,6 +279,7 @@ ARGUMENT_SPEC = dict(
     verify_address=dict(type="str", default="127.0.0.1"),
     verify_port=dict(type="int", default=443),
     haproxy_socket=dict(type="path", default="/var/lib/rotor/haproxy/run/admin.sock"),
+    haproxy_master_socket=dict(type="path", default="/var/lib/rotor/haproxy/run/master.sock"),
     haproxy_config_dir=dict(type="path", default="/etc/rotor/haproxy"),
     haproxy_config_mount=dict(type="path", default="/usr/local/etc/haproxy"),
     https_redirect=dict(type="bool", default=True),
@@ -308,7 +319,10 @@ def build(module: AnsibleModule) -> CertbotSite:
     certificates_lock = os.path.join(p["lock_dir"], "haproxy-certificates.lock")
     stores = CertStores(HaproxyRuntime(p["haproxy_socket"]),
                         lock=lambda: HostLock(certificates_lock, 120, "HAProxy's certificate transactions"))
-    return CertbotSite(site, paths, stores, docker, lock_dir=p["lock_dir"], redirects=redirects)
+    def reload(done, what: str) -> None:
+        master_reload(p["haproxy_master_socket"], done, what)
+
+    return CertbotSite(site, paths, stores, docker, lock_dir=p["lock_dir"], redirects=redirects, reload=reload)
 
 
 def main() -> None:

@@ -242,3 +242,27 @@ def test_an_haproxy_without_the_map_fails_the_redirect_step_naming_the_option(tm
                                         r"\(Unknown map identifier\).*https_redirect: false") as failed:
         s.apply(s.plan())
     assert failed.value.step == "redirect"
+
+
+def test_a_certificate_the_runtime_api_refuses_is_loaded_by_one_reload(tmp_path, monkeypatch):
+    from ansible_collections.rotor.vps.plugins.module_utils import _certbot_site
+    from ansible_collections.rotor.vps.plugins.module_utils._haproxy_runtime import HaproxyError
+
+    new = pem(days_left=90, serial=0x5678)
+    reloads = []
+
+    class Refusing(Stores):
+        def install(self, name, pem_text, crt_list):
+            raise HaproxyError("HAProxy refused 'set ssl cert': Unknown command")
+
+    s = site(tmp_path, audit_log=str(tmp_path / "audit.jsonl"))
+    s.stores = Refusing(served=StoredCert("n", "Used", 0x5678, frozenset(DOMAINS)))
+    s.reload = lambda done, what: reloads.append((done(), what))
+    monkeypatch.setattr(_certbot_site, "atomic_write", lambda path, data, **kw: open(path, "w").write(data))
+    monkeypatch.setattr(s, "_verify", lambda serial: None)
+    (tmp_path / "certs").mkdir()
+    assert s._deliver(new, "no certificate yet")["how"] == "reloaded"  # pylint: disable=protected-access
+    assert reloads and reloads[0][0] is True and "serial 5678" in reloads[0][1]
+    audit = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    assert [(a["action"], a.get("how")) for a in audit] == [("reload", None), ("deliver", "reloaded")]
+    assert "Unknown command" in audit[0]["reason"]
