@@ -319,6 +319,7 @@ def build(module: AnsibleModule) -> CertbotSite:
     certificates_lock = os.path.join(p["lock_dir"], "haproxy-certificates.lock")
     stores = CertStores(HaproxyRuntime(p["haproxy_socket"]),
                         lock=lambda: HostLock(certificates_lock, 120, "HAProxy's certificate transactions"))
+
     def reload(done, what: str) -> None:
         master_reload(p["haproxy_master_socket"], done, what)
 
