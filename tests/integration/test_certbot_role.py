@@ -65,7 +65,7 @@ def chain_verifies(vps, name: str) -> str:
     subprocess.run(["docker", "cp", root, "%s:/root/pebble-root.pem" % vps.name], check=True)
     out = vps.sh("echo | openssl s_client -connect 127.0.0.1:443 -servername %s -CAfile /root/pebble-root.pem "
                  "-verify_hostname %s 2>/dev/null | grep 'Verify return code'" % (name, name)).stdout
-    return out.strip()
+    return " / ".join(sorted({line.strip() for line in out.splitlines() if line.strip()}))
 
 
 def timer_run(vps) -> str:
