@@ -69,12 +69,17 @@ vps_clean_tests() {
 
 # The host names HAProxy routes on a VPS, with a command that reaches each from this machine.
 vps_routes() {
-  local name=$1 http https host backend
+  local name=$1 http https host backend secure
   http=$(docker port "$name" 80/tcp 2>/dev/null | head -n 1)
   https=$(docker port "$name" 443/tcp 2>/dev/null | head -n 1)
+  # Names with their certificate (maps/https.map): plain HTTP redirects, so show HTTPS only.
+  secure=" $(docker exec "$name" cut -d' ' -f1 /etc/rotor/haproxy/maps/https.map 2>/dev/null | tr '\n' ' ') "
   docker exec "$name" cat /etc/rotor/haproxy/maps/hosts.map 2>/dev/null | while read -r host backend; do
     case $host in ''|'#'*) continue ;; esac
-    if [ -n "$http" ]; then
+    if [ -n "$https" ] && [ "${secure#* "$host" }" != "$secure" ]; then
+      printf '  %s -> backend %s:  curl -k --resolve %s:%s:127.0.0.1 https://%s:%s/   (its own certificate; HTTP redirects)\n' \
+        "$host" "$backend" "$host" "${https##*:}" "$host" "${https##*:}"
+    elif [ -n "$http" ]; then
       printf '  %s -> backend %s:  curl -H "Host: %s" http://%s/   (HTTPS: curl -k --resolve %s:%s:127.0.0.1 https://%s:%s/)\n' \
         "$host" "$backend" "$host" "$http" "$host" "${https##*:}" "$host" "${https##*:}"
     else
@@ -115,7 +120,7 @@ vps_demo_tenant() {
         WHERE NOT EXISTS (SELECT 1 FROM api.items);" \
     || die "could not add the demo tenant's table" "did the converge create the demo tenant? (rotor_tenants in inventories/lab)"
   docker exec "$name" sh -c 'docker kill -s SIGUSR1 $(docker ps -q --filter label=org.rotor.vps.tenant=demo) >/dev/null'
-  log "demo tenant: curl -H \"Host: demo.lab.test\" http://127.0.0.1:$LAB_VPS_HTTP_PORT/items   (its rows, through HAProxy, PgBouncer and PostgREST)"
+  log "demo tenant: a table api.items with three rows, at /items (through HAProxy, PostgREST and PgBouncer)"
 }
 
 # vps_https_info SUITE HOST[/PATH]...: how to reach each name over HTTPS on the lab VPS, checked
