@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import os
+
+from ansible_collections.rotor.vps.plugins.module_utils._tmpfs_usage import TmpfsUsage, collect, tmpfs_mounts, write
+
+# /proc/<pid>/mountinfo of a rotated web container in the lab (tmpfs /tmp and /scratch), with a
+# tmpfs volume whose mount point has a space added.
+MOUNTINFO = """\
+319 318 0:129 / / ro,relatime - overlay overlay rw,lowerdir=/var/lib/docker/overlay2/l/X
+546 319 0:130 / /dev rw,nosuid - tmpfs tmpfs rw,size=65536k,mode=755
+575 548 0:133 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime - tmpfs tmpfs rw,mode=755
+639 546 0:134 / /dev/shm rw,nosuid,nodev,noexec,relatime - tmpfs shm rw,size=65536k
+640 319 0:135 / /tmp rw,nosuid,nodev,noexec,relatime - tmpfs tmpfs rw,size=16384k,uid=1000
+641 319 0:136 / /scratch rw,nosuid,nodev,noexec,relatime - tmpfs tmpfs rw,size=16384k,mode=755,uid=1000
+642 319 0:140 / /var/web\\040cache rw,nosuid,nodev,noexec,relatime - tmpfs tmpfs rw,size=8192k
+355 545 0:137 / /proc/acpi ro,relatime - tmpfs tmpfs ro
+356 545 0:130 /null /proc/keys rw,nosuid - tmpfs tmpfs rw,size=65536k,mode=755
+419 548 0:138 / /sys/firmware ro,relatime - tmpfs tmpfs ro
+"""
+
+
+class Stat:
+    def __init__(self, blocks, free):
+        self.f_blocks, self.f_bfree, self.f_frsize = blocks, free, 4096
+
+
+def test_the_tmpfs_mounts_that_hold_data():
+    assert tmpfs_mounts(MOUNTINFO) == ["/dev/shm", "/tmp", "/scratch", "/var/web cache"]
+
+
+def test_each_container_and_mount_measured_in_its_own_view_and_a_stopped_one_left_out():
+    seen = []
+
+    def statvfs(path):
+        seen.append(path)
+        return Stat(4096, 4000) if path.endswith("/tmp") else Stat(4096, 4096)
+
+    def read(path):
+        if path == "/proc/22/mountinfo":
+            raise FileNotFoundError(path)
+        return MOUNTINFO
+
+    usages = collect([("web-a", 11), ("web-gone", 22)], read=read, statvfs=statvfs)
+    assert [u.mount for u in usages] == ["/dev/shm", "/tmp", "/scratch", "/var/web cache"]
+    assert usages[1] == TmpfsUsage("web-a", "/tmp", 16 * 1024 * 1024, 96 * 4096)
+    assert seen[1] == "/proc/11/root/tmp"
+
+
+def test_the_textfile_has_a_sample_per_mount_and_the_collectors_own(tmp_path):
+    path = str(tmp_path / "tmpfs.prom")
+    write(path, [TmpfsUsage("web-a", "/tmp", 16777216, 393216), TmpfsUsage("db", "/run/x", 1024, 0)], 2, now=1700000000)
+    text = open(path, encoding="utf-8").read()
+    assert 'rotor_tmpfs_used_bytes{container="web-a",mount="/tmp"} 393216\n' in text
+    assert 'rotor_tmpfs_size_bytes{container="db",mount="/run/x"} 1024\n' in text
+    assert "rotor_tmpfs_collector_last_run_timestamp_seconds{} 1700000000\n" in text
+    assert "rotor_tmpfs_collector_containers{} 2\n" in text
+    assert text.count("# TYPE ") == 4 and oct(os.stat(path).st_mode & 0o777) == "0o644"
