@@ -68,23 +68,23 @@ def read_textfile(path: str, labels: dict) -> dict:
 
 
 def write_textfile(path: str, families: dict, labels: dict, values: dict) -> None:
-    """Write one sample per family (``name -> (type, help)``) for node_exporter's textfile collector."""
-    write_textfile_samples(path, families, [(labels, values)])
+    """Write one sample per family (``name -> (type, help)``) for node_exporter's textfile collector; a
+    family without a value is written as 0."""
+    write_textfile_samples(path, families, [(labels, {name: values.get(name, 0.0) for name in families})])
 
 
 def write_textfile_samples(path: str, families: dict, samples: list) -> None:
     """Write each family (``name -> (type, help)``) with a sample per ``(labels, values)`` that has a value for it.
 
-    Atomic, so the collector never reads half a file; readable by the exporter (0644). With a single
-    sample, a family it has no value for is written as 0.
+    Atomic, so the collector never reads half a file; readable by the exporter (0644).
     """
     os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
     lines = []
     for name, (kind, text) in families.items():
         lines += ["# HELP %s %s" % (name, text), "# TYPE %s %s" % (name, kind)]
         for labels, values in samples:
-            if name in values or len(samples) == 1:
-                lines.append("%s%s %s" % (name, _labels(labels), _number(values.get(name, 0.0))))
+            if name in values:
+                lines.append("%s%s %s" % (name, _labels(labels), _number(values[name])))
     atomic_write(path, "\n".join(lines) + "\n", mode=0o644)
 
 

@@ -65,7 +65,7 @@ _PROBLEM_RE = re.compile(r"Domain:\s*(\S+)\s*\n\s*Type:\s*(\S+)\s*\n\s*Detail:\s
 _UNEXPECTED_RE = re.compile(r"An unexpected error occurred:\s*\n\s*(.+)")
 
 
-_HOOK_OUTPUT_RE = re.compile(r"(ran with (?:error )?output):[ \t]*\n(?:[ \t]+.*(?:\n|$))*")
+_HOOK_OUTPUT_RE = re.compile(r"(ran with (?:error )?output):[ \t]*\n(?:(?:[ \t][^\n]*)?\n)*(?:[ \t][^\n]*$)?")
 
 
 def problem(output: str) -> str:

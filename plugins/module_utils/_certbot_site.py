@@ -47,7 +47,7 @@ from ansible_collections.rotor.vps.plugins.module_utils._certbot import (
 from ansible_collections.rotor.vps.plugins.module_utils._haproxy_certs import CertStores, StoredCert, served_serial
 from ansible_collections.rotor.vps.plugins.module_utils._haproxy_routes import RouteMap, route_changes
 from ansible_collections.rotor.vps.plugins.module_utils._haproxy_runtime import HaproxyError
-from ansible_collections.rotor.vps.plugins.module_utils._host_lock import HostLock
+from ansible_collections.rotor.vps.plugins.module_utils._host_lock import HostLock, LockTimeout
 from ansible_collections.rotor.vps.plugins.module_utils._module_run import StepError
 from ansible_collections.rotor.vps.plugins.module_utils._waiter import WaitTimeout, Waiter
 
@@ -204,7 +204,7 @@ class CertbotSite:
                 plan.remove.append("stop serving %s (HAProxy's crt-list and store)" % p.store)
             for path in self._files():
                 plan.remove.append("remove %s" % path)
-            self._plan_redirects(plan, serving=False)
+            self._plan_redirects(plan, names=())
             return plan
         now = time.time()
         if s.force:
@@ -223,16 +223,28 @@ class CertbotSite:
                 plan.load = "HAProxy serves %s, the file holds %X" % (
                     "serial %X" % served.serial if served.serial is not None else "an unreadable serial",
                     plan.current.serial)
-        # Redirected once a certificate is served: the current one, or the one this run orders.
-        self._plan_redirects(plan, serving=plan.current is not None or bool(plan.reason and not plan.backoff))
+        # Redirected once a certificate serves them: the one this run orders, or the current one's names.
+        if plan.reason and not plan.backoff:
+            self._plan_redirects(plan, names=s.domains)
+        else:
+            covered = plan.current.names if plan.current is not None else frozenset()
+            self._plan_redirects(plan, names=[name for name in s.domains if name in covered])
         return plan
 
-    def _plan_redirects(self, plan: SitePlan, serving: bool) -> None:
-        """The HTTPS map's lines of this certificate: each of its names when it is served, none otherwise."""
+    def _plan_redirects(self, plan: SitePlan, names) -> None:
+        """The HTTPS map's lines of this certificate: exactly ``names``, in the file and in the running HAProxy
+        (a change that reached only the file, before a failure, is made again)."""
         if self.redirects is None:
             return
-        wanted = list(self.site.domains) if serving else None
-        plan.redirect, plan.unredirect = route_changes(self.redirects.read(), self.paths.name, wanted)
+        written = self.redirects.read()
+        try:
+            live = self.redirects.live(self.stores.runtime)
+        except HaproxyError:
+            live = written  # HAProxy does not know the map: the redirect step says so
+        agreed = {host: target for host, target in written.items() if live.get(host) == target}
+        plan.redirect, unused = route_changes(agreed, self.paths.name, list(names) or None)
+        plan.unredirect = {host for source in (written, live) for host, target in source.items()
+                           if target == self.paths.name and host not in names}
 
     def _files(self) -> list:
         """The site's files on the host that exist (for absent)."""
@@ -265,7 +277,7 @@ class CertbotSite:
             return
         try:
             self.redirects.apply(self.stores.runtime, plan.redirect, plan.unredirect)
-        except (HaproxyError, OSError) as exc:
+        except (HaproxyError, LockTimeout, OSError) as exc:
             served = "the certificate is served, but " if self.site.state == "present" else ""
             raise SiteError("%sHAProxy's %s could not be changed (%s); an HAProxy whose configuration does not read "
                             "that map needs https_redirect: false" % (served, HTTPS_MAP, exc), step="redirect") from exc
@@ -373,7 +385,7 @@ class CertbotSite:
                 self._reload_for(certificate.serial, "the runtime API refused it: %s" % exc)
                 how, reloaded = "reloaded", True
             self._verify(certificate.serial)
-        except (SiteError, HaproxyError, WaitTimeout, OSError) as exc:
+        except (SiteError, HaproxyError, LockTimeout, WaitTimeout, OSError) as exc:
             undone = self._undo_delivery(previous if write else None, served_before, write, reloaded)
             if write:
                 self._failed("deliver", reason, str(exc))
@@ -408,7 +420,7 @@ class CertbotSite:
             elif previous:
                 self.stores.install(p.store, previous, p.crt_list)
                 undone.append("HAProxy serves the previous certificate again")
-        except (HaproxyError, WaitTimeout, OSError, ValueError) as exc:
+        except (HaproxyError, LockTimeout, WaitTimeout, OSError, ValueError) as exc:
             undone.append("putting HAProxy back failed too (%s): check it with 'show ssl cert %s'" % (exc, p.store))
         return "; ".join(undone) or "nothing was written"
 
@@ -418,8 +430,12 @@ class CertbotSite:
             stored = self.stores.show(self.paths.store)
             return stored is not None and stored.serial == serial
 
+        try:
+            self.reload(served, "HAProxy serving serial %X from %s after a reload" % (serial, self.paths.cert_file))
+        except (HaproxyError, WaitTimeout) as exc:
+            self._audit("reload", "failed", reason=why, error=str(exc))
+            raise
         self._audit("reload", "ok", reason=why)
-        self.reload(served, "HAProxy serving serial %X from %s after a reload" % (serial, self.paths.cert_file))
 
     def _verify(self, serial: int) -> None:
         """A TLS handshake on the verify address for each name must present ``serial``."""
@@ -449,7 +465,7 @@ class CertbotSite:
                 else:
                     os.unlink(path)
             done.append("its files were removed")
-        except (HaproxyError, OSError) as exc:
+        except (HaproxyError, LockTimeout, OSError) as exc:
             raise SiteError("removing certificate %s failed: %s; %s" % (p.name, exc, ", ".join(done) or "nothing was "
                             "changed"), step="remove") from exc
         self._audit("remove", "ok")

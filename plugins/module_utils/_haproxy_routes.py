@@ -62,6 +62,10 @@ class RouteMap:
         """host -> backend, as the file says."""
         return dict(parse_map(read_text(self.path) or ""))
 
+    def live(self, runtime) -> dict:
+        """host -> backend, as the running HAProxy has it."""
+        return runtime.map_entries(self.ref)
+
     def _lock(self) -> HostLock:
         name = os.path.basename(self.file).replace(".", "-")
         return HostLock(os.path.join(self.lock_dir, "haproxy-%s.lock" % name), self.lock_timeout, "HAProxy's %s" % self.file)

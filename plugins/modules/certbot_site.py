@@ -221,8 +221,9 @@ backoff:
   type: int
 step:
   description:
-    - The step that failed - C(order) (nothing changed), C(deliver) or C(verify) (file and HAProxy put back),
-      C(redirect) (the certificate is served, the HTTPS map not changed) or C(remove).
+    - The step that failed - C(order) (nothing changed), C(deliver) (the new certificate was not served, so file and
+      HAProxy were put back as the message says), C(redirect) (the certificate is served, the HTTPS map not changed)
+      or C(remove).
   returned: failure
   type: str
   sample: order

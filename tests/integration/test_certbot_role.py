@@ -117,6 +117,7 @@ def test_plain_http_redirects_once_a_site_has_its_certificate(vps):
     # name without a certificate is not redirected (HAProxy has no route for it: 404).
     challenge = vps.http("/.well-known/acme-challenge/none", host="www.role.lab.test")
     assert challenge.status == 404 and "location" not in challenge.headers, challenge
+    assert "The requested URL was not found" in challenge.body, challenge  # busybox's answer, not HAProxy's
     assert vps.http("/", host="nocert.lab.test").status == 404
     assert "strict-transport-security" in vps.http("/", host="role.lab.test", https=True).headers
 

@@ -92,6 +92,7 @@ def test_an_account_the_ca_forgot_and_where_accounts_are():
 def test_a_hooks_own_output_stays_in_certbots_log():
     output = ("Hook '--manual-auth-hook' for a.example.com ran with error output:\n"
               " dns api: 401 for token=abc123secret\n"
+              "\n"
               " retry later\n"
               "Some challenges have failed.\n"
               "Ask for help or search for solutions at https://community.letsencrypt.org.\n")

@@ -154,20 +154,24 @@ def test_absent_with_nothing_left_does_nothing(tmp_path):
 class Redirects:
     """The HTTPS map: its file's lines, and what was applied."""
 
-    def __init__(self, lines=None):
+    def __init__(self, lines=None, live=None):
         self.lines = dict(lines or {})
+        self.live_lines = dict(self.lines if live is None else live)
         self.applied = []
 
     def read(self):
         return dict(self.lines)
 
+    def live(self, runtime):
+        return dict(self.live_lines)
+
     def apply(self, runtime, updates, removals):
         self.applied.append((dict(updates), set(removals)))
 
 
-def redirecting(tmp_path, lines=None, **options) -> CertbotSite:
+def redirecting(tmp_path, lines=None, live=None, **options) -> CertbotSite:
     s = site(tmp_path, **options)
-    s.redirects = Redirects(lines)
+    s.redirects = Redirects(lines, live)
     return s
 
 
@@ -189,6 +193,22 @@ def test_a_name_dropped_is_no_longer_redirected_and_others_lines_stay(tmp_path):
                                   "other.example": "other.example"}).plan()
     assert plan.reason.startswith("the names differ") and plan.unredirect == {"c.example.com"}
     assert plan.redirect == {"b.example.com": "a.example.com"}
+
+
+def test_a_name_the_certificate_does_not_cover_yet_is_not_redirected_while_orders_back_off(tmp_path):
+    put(tmp_path, pem(days_left=60, names=("a.example.com",)))
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "a.example.com.json").write_text(json.dumps({"failures": 1, "next_attempt": time.time() + 300}))
+    plan = redirecting(tmp_path, {"a.example.com": "a.example.com"}).plan()
+    assert plan.backoff and plan.redirect == {} and plan.unredirect == set()
+
+
+def test_a_redirect_that_reached_only_the_file_is_made_again(tmp_path):
+    put(tmp_path, pem(days_left=60))
+    lines = {"a.example.com": "a.example.com", "b.example.com": "a.example.com"}
+    plan = redirecting(tmp_path, lines, live={"a.example.com": "a.example.com"},
+                       served=StoredCert("n", "Used", 0x1234, frozenset(DOMAINS))).plan()
+    assert plan.redirect == {"b.example.com": "a.example.com"} and not plan.reason
 
 
 def test_no_redirect_without_a_certificate_while_orders_back_off(tmp_path):

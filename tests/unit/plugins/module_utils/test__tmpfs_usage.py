@@ -56,3 +56,11 @@ def test_the_textfile_has_a_sample_per_mount_and_the_collectors_own(tmp_path):
     assert "rotor_tmpfs_collector_last_run_timestamp_seconds{} 1700000000\n" in text
     assert "rotor_tmpfs_collector_containers{} 2\n" in text
     assert text.count("# TYPE ") == 4 and oct(os.stat(path).st_mode & 0o777) == "0o644"
+
+
+def test_with_nothing_running_only_the_collectors_own_samples_are_written(tmp_path):
+    path = str(tmp_path / "tmpfs.prom")
+    write(path, [], 0, now=1700000000)
+    samples = [line for line in open(path, encoding="utf-8").read().splitlines() if not line.startswith("#")]
+    assert samples == ["rotor_tmpfs_collector_last_run_timestamp_seconds{} 1700000000",
+                       "rotor_tmpfs_collector_containers{} 0"]
