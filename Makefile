@@ -45,7 +45,10 @@ up: ## converge playbooks/site.yml on the lab VPS (trixie) and show what runs
 	@$(STAGE) converge ansible-playbook -i inventories/lab/hosts.yml playbooks/site.yml
 	@$(LAB) status
 	@$(LAB) demo-tenant trixie
-	@$(LAB) https-info trixie web.lab.test demo.lab.test/items
+	@$(LAB) https-info trixie web.lab.test demo.lab.test/items || { \
+	  echo "Pebble restarted since these certificates were issued (a new root): renewing them"; \
+	  ansible-playbook -i inventories/lab/hosts.yml playbooks/renew_certs.yml -e renew_force=true >/dev/null \
+	  && $(LAB) https-info trixie web.lab.test demo.lab.test/items; }
 	@$(SUMMARY)
 
 converge: collection ## converge again (after `make up`), passing ARGS, e.g. ARGS='--check --diff'

@@ -124,9 +124,10 @@ vps_demo_tenant() {
 }
 
 # vps_https_info SUITE HOST[/PATH]...: how to reach each name over HTTPS on the lab VPS, checked
-# against Pebble's current root, and that plain HTTP redirects there.
+# against Pebble's current root, and that plain HTTP redirects there. Fails when a name's
+# certificate does not verify (Pebble restarted since it was issued: a new root).
 vps_https_info() {
-  local target host url code
+  local target host url code failed=0
   shift
   acme_roots
   for target in "$@"; do
@@ -135,7 +136,9 @@ vps_https_info() {
     [ "$host" != "$target" ] || url="https://$host:$LAB_VPS_HTTPS_PORT/"
     code=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$LAB_STATE_DIR/pebble-root.pem" \
       --resolve "$host:$LAB_VPS_HTTPS_PORT:127.0.0.1" "$url" || true)
+    [ "$code" != 000 ] || { failed=1; log "$host: its certificate does not verify against Pebble's current root"; continue; }
     log "$host over HTTPS (HTTP $code; its certificate from the lab's Pebble, plain HTTP redirects to it):"
     log "  curl --cacert $LAB_STATE_DIR/pebble-root.pem --resolve $host:$LAB_VPS_HTTPS_PORT:127.0.0.1 $url"
   done
+  return "$failed"
 }
