@@ -76,7 +76,10 @@ acme_dns() {
   server=$(container_ip "$LAB_CHALLTESTSRV_NAME")
   [ -n "$server" ] || die "pebble-challtestsrv does not run" "run 'tests/lab/lab acme-up' first"
   for name in "$@"; do
-    curl -fsS -o /dev/null -X POST -d "{\"host\": \"$name\", \"addresses\": [\"$address\"]}" "http://$server:8055/add-a" \
+    # add-a adds to what a name had: clear it first (a VPS of an earlier run may have had another address).
+    curl -fsS -o /dev/null -X POST -d "{\"host\": \"$name\"}" "http://$server:8055/clear-a" \
+      && curl -fsS -o /dev/null -X POST -d "{\"host\": \"$name\", \"addresses\": [\"$address\"]}" \
+        "http://$server:8055/add-a" \
       || die "challtestsrv did not take the address of $name" "see 'docker logs $LAB_CHALLTESTSRV_NAME'"
   done
   log "challtestsrv: $* -> $vps ($address)"
