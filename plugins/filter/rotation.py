@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+from ansible_collections.rotor.vps.plugins.module_utils._audit import ROTATION_SCHEDULE_METRICS, textfile_text
+from ansible_collections.rotor.vps.plugins.module_utils._calendar import longest_gap_seconds
 from ansible_collections.rotor.vps.plugins.module_utils._validate import duration_seconds, plain_input
 from ansible_collections.rotor.vps.plugins.module_utils._web_service import (
     DEFAULT_HEALTH_PATH,
@@ -49,6 +51,20 @@ def rotation_timers(services: object, interval: str = "*-*-* 00/6:00:00", jitter
             }
         )
     return timers
+
+
+def rotation_schedule_textfile(calendar_results: object) -> str:
+    """The textfile of the timers' schedules, from a registered loop of ``systemd-analyze calendar --iterations=N``
+    over rotation_timers: each service's longest gap between two runs and its largest random delay."""
+    samples = []
+    for result in calendar_results or []:
+        timer = result.get("item") or {}
+        gap = longest_gap_seconds(result.get("stdout") or "")
+        if gap is None or not timer.get("name"):
+            continue
+        samples.append(({"service": timer["name"]}, {"rotor_rotation_interval_seconds": gap,
+                                                      "rotor_rotation_jitter_seconds": timer.get("randomized_delay_sec", 0)}))
+    return textfile_text(ROTATION_SCHEDULE_METRICS, samples)
 
 
 RUNS = ("converge", "auto", "rotated", "present")
@@ -144,5 +160,6 @@ class FilterModule:
             "rotation_timers": rotation_timers,
             "rotation_plan": rotation_plan,
             "rotation_summary": rotation_summary,
+            "rotation_schedule_textfile": rotation_schedule_textfile,
         }
         return {name: plain_input(function) for name, function in filters.items()}

@@ -79,13 +79,19 @@ def write_textfile_samples(path: str, families: dict, samples: list) -> None:
     Atomic, so the collector never reads half a file; readable by the exporter (0644).
     """
     os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+    atomic_write(path, textfile_text(families, samples), mode=0o644)
+
+
+def textfile_text(families: dict, samples: list) -> str:
+    """The text of a textfile: each family (``name -> (type, help)``) with a sample per ``(labels, values)``
+    that has a value for it."""
     lines = []
     for name, (kind, text) in families.items():
         lines += ["# HELP %s %s" % (name, text), "# TYPE %s %s" % (name, kind)]
         for labels, values in samples:
             if name in values:
                 lines.append("%s%s %s" % (name, _labels(labels), _number(values[name])))
-    atomic_write(path, "\n".join(lines) + "\n", mode=0o644)
+    return "\n".join(lines) + "\n"
 
 
 ROTATION_METRICS = {
@@ -94,6 +100,12 @@ ROTATION_METRICS = {
     "rotor_rotation_replacements_total": ("counter", "Replacements of the service that succeeded."),
     "rotor_rotation_failures_total": ("counter", "Replacements of the service that failed."),
     "rotor_rotation_sessions_cut_total": ("counter", "Sessions still open when a drain timed out."),
+}
+
+
+ROTATION_SCHEDULE_METRICS = {
+    "rotor_rotation_interval_seconds": ("gauge", "Longest time between two runs of the service's rotation timer."),
+    "rotor_rotation_jitter_seconds": ("gauge", "Largest random delay of the service's rotation timer."),
 }
 
 

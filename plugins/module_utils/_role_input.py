@@ -22,6 +22,7 @@ from ansible_collections.rotor.vps.plugins.module_utils._certbot_sites import (
     certbot_sites_errors,
     only_errors,
 )
+from ansible_collections.rotor.vps.plugins.module_utils._observability import observability_input_errors
 from ansible_collections.rotor.vps.plugins.module_utils._postgrest import TENANT_BACKEND_PREFIX
 from ansible_collections.rotor.vps.plugins.module_utils._tenants import tenants_input_errors
 from ansible_collections.rotor.vps.plugins.module_utils._validate import (
@@ -37,6 +38,7 @@ from ansible_collections.rotor.vps.plugins.module_utils._validate import (
     one_line_errors,
     pg_memory_bytes,
     port_errors,
+    SERVICE_ADDRESS_RE,
     setting_name_errors,
     socket_dir_errors,
     tmpfs_volume_errors,
@@ -58,8 +60,8 @@ PG_USER_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 PG_SETTING_RE = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$")
 # A registry mirror: a URL of a host, no path.
 MIRROR_RE = re.compile(r"^https?://[^/\s]+/?$")
-# A service HAProxy finds by container name: "<name>:<port>".
-SERVICE_ADDRESS_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*:([0-9]{1,5})$")
+# A name of haproxy_admin_services (its frontend and backend are admin_<name>).
+ADMIN_SERVICE_NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 # A size with a k, m or g suffix, as Docker's json-file log driver reads it.
 LOG_SIZE_RE = re.compile(r"^[1-9][0-9]*[kmg]$")
 
@@ -249,10 +251,46 @@ def haproxy_input_errors(s: dict, reserved: Optional[list] = None) -> list[str]:
         errors += _lines_errors(s.get(name, []), name)
     errors += haproxy_backend_errors(s.get("haproxy_backends", []), "haproxy_backends", reserved=list(reserved or []))
     acme = s.get("haproxy_acme_webroot_server") or ""
-    match = SERVICE_ADDRESS_RE.fullmatch(acme) if isinstance(acme, str) else None
-    if acme and (not match or not 1 <= int(match.group(1)) <= 65535):
+    if acme and not _service_address_ok(acme):
         errors.append("haproxy_acme_webroot_server: %r must be '<container name>:<port>' (such as rotor-acme:8080), or "
                       "empty" % (acme,))
+    return errors + haproxy_admin_service_errors(s.get("haproxy_admin_services", []), s)
+
+
+def _service_address_ok(value: object) -> bool:
+    match = SERVICE_ADDRESS_RE.fullmatch(value) if isinstance(value, str) else None
+    return bool(match) and 1 <= int(match.group(1)) <= 65535
+
+
+def haproxy_admin_service_errors(services: object, s: dict) -> list[str]:
+    """haproxy_admin_services: each {name, port, server}, names and ports unique and clear of the role's own."""
+    where = "haproxy_admin_services"
+    if not isinstance(services, list):
+        return ["%s: must be a list of {name, port, server}" % where]
+    errors: list[str] = []
+    taken: dict = {port: "the container's own port %d" % port for port in HAPROXY_CONTAINER_PORTS}
+    taken.update({s.get(name): name for name in ("haproxy_http_port", "haproxy_https_port", "haproxy_stats_port")})
+    names: set = set()
+    for index, service in enumerate(services):
+        at = "%s[%d]" % (where, index)
+        if not isinstance(service, dict) or set(service) - {"name", "port", "server"}:
+            errors.append("%s: must be a dict of name, port and server" % at)
+            continue
+        name, port = service.get("name"), service.get("port")
+        if not isinstance(name, str) or not ADMIN_SERVICE_NAME_RE.fullmatch(name):
+            errors.append("%s.name: %r must be lower-case letters, digits and '_' (a letter first)" % (at, name))
+        elif name in names:
+            errors.append("%s.name: %r is listed twice" % (at, name))
+        names.add(name)
+        port_problems = port_errors(port, at + ".port")
+        errors += port_problems
+        if not port_problems and port in taken:
+            errors.append("%s.port: %r is already taken (%s)" % (at, port, taken[port]))
+        elif not port_problems:
+            taken[port] = "%s.port" % at
+        if not _service_address_ok(service.get("server")):
+            errors.append("%s.server: %r must be '<container name>:<port>' (such as rotor-grafana:3000)"
+                          % (at, service.get("server")))
     return errors
 
 
@@ -320,6 +358,13 @@ def pgbouncer_input_errors(s: dict, managed: Optional[list] = None) -> list[str]
     errors = _secret(s, "pgbouncer_admin_password", "it is the password of the admin console user %s" % (user,))
     if not isinstance(user, str) or not PG_USER_RE.fullmatch(user):
         errors.append("pgbouncer_admin_user: %r must be a plain user name (lower-case letters, digits, _)" % (user,))
+    stats_user = s.get("pgbouncer_stats_user")
+    if not isinstance(stats_user, str) or not PG_USER_RE.fullmatch(stats_user):
+        errors.append("pgbouncer_stats_user: %r must be a plain user name (lower-case letters, digits, _)" % (stats_user,))
+    elif stats_user == user:
+        errors.append("pgbouncer_stats_user: %r is already pgbouncer_admin_user; the stats user must be another" % user)
+    if not isinstance(s.get("pgbouncer_stats_password", ""), str):
+        errors.append("pgbouncer_stats_password: must be a string (empty for no stats user)")
     port = s.get("pgbouncer_port")
     errors += port_errors(as_int(port) if as_int(port) is not None else port, "pgbouncer_port", minimum=1024)
     errors += _number(s, "pgbouncer_max_client_conn", 1)
@@ -382,6 +427,7 @@ ROLE_RULES: dict[str, Callable[..., list]] = {
     "rotation": rotation_input_errors,
     "tenants": tenants_input_errors,
     "certbot": certbot_input_errors,
+    "observability": observability_input_errors,
 }
 
 

@@ -192,6 +192,8 @@ _DURATION_UNITS = {None: 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 # A service name becomes part of container, server, unit and file names: keep it plain.
 SERVICE_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 # RFC 1123 host name (what a route matches in the Host header), lowercase.
+# A service found by container name through Docker's DNS: "<name>:<port>".
+SERVICE_ADDRESS_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*:([0-9]{1,5})$")
 HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
 
 

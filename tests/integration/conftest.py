@@ -32,6 +32,11 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 LAB = ROOT / "tests" / "lab" / "lab"
 LAB_VARS = ROOT / "inventories" / "lab" / "group_vars" / "vps.yml"
+# The collection's pure helpers (rules, PromQL names) are importable as ansible_collections.rotor.vps,
+# as in the unit tests (the `collection` make target links this checkout there).
+COLLECTIONS = ROOT / ".cache" / "collections"
+if str(COLLECTIONS) not in sys.path:
+    sys.path.insert(0, str(COLLECTIONS))
 # Disposable VPS names start with this (engineers sharing one engine set their own prefix).
 TEST_PREFIX = os.environ.get("ROTOR_TEST_PREFIX", "rotor-test")
 # The ansible-playbook of the environment running the tests, whatever PATH says.
@@ -365,15 +370,19 @@ def _tier_of(item) -> str:
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(session, config, items):
-    """Run the modules of each shared tier one after the other (fresh-VPS modules first); the
-    order within a module, and every test's id, stay as they are."""
+    """Run the modules of each shared tier one after the other (fresh-VPS modules first, and a module
+    that sets ``RUN_LAST_IN_TIER = True`` after its tier's others: it leaves what no reset undoes
+    cheaply); the order within a module, and every test's id, stay as they are."""
     rank = {"": 0, **{tier: index + 1 for index, tier in enumerate(SHARED_TIERS)}}
     modules: dict[str, int] = {}
+    last: dict[str, bool] = {}
     for item in items:
         module = item.nodeid.split("::")[0]
         modules[module] = max(modules.get(module, 0), rank[_tier_of(item)])
+        last[module] = bool(getattr(item.module, "RUN_LAST_IN_TIER", False))
     order = {module: position for position, module in enumerate(modules)}
-    items.sort(key=lambda item: (modules[item.nodeid.split("::")[0]], order[item.nodeid.split("::")[0]]))
+    items.sort(key=lambda item: (modules[item.nodeid.split("::")[0]], last[item.nodeid.split("::")[0]],
+                                 order[item.nodeid.split("::")[0]]))
     config.rotor_last_module = {}
     for item in items:
         tier = _tier_of(item)

@@ -12,7 +12,9 @@ pytestmark = pytest.mark.quick
 # The settings without a default (secrets a real inventory takes from its vault), for cases whose
 # rule is checked after the roles that need them.
 SECRETS = {"haproxy_stats_password": "check-mode-only", "postgres_superuser_password": "check-mode-only",
-           "pgbouncer_admin_password": "check-mode-only"}
+           "pgbouncer_admin_password": "check-mode-only", "pgbouncer_stats_password": "check-mode-only",
+           "observability_postgres_monitor_password": "check-mode-only",
+           "observability_grafana_admin_password": "check-mode-only"}
 
 # (case id, inventory variables, words the error must contain)
 BAD_INPUT = [
@@ -85,6 +87,16 @@ BAD_INPUT = [
         "certbot-email-without-at",
         dict(SECRETS, certbot_email="admin.example.com"),
         ["certbot_email", "'admin.example.com'", "an address such as"],
+    ),
+    (
+        "observability-retention-unit",
+        dict(SECRETS, observability_retention_time="15x"),
+        ["observability_retention_time", "'15x'", "Prometheus duration"],
+    ),
+    (
+        "observability-unknown-receiver-type",
+        dict(SECRETS, observability_alert_receivers=[{"name": "ops", "type": "pager", "url": "https://x.example/"}]),
+        ["observability_alert_receivers[0].type", "'pager'", "one of email, webhook"],
     ),
     (
         "docker-repo-without-url",

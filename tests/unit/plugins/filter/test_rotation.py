@@ -7,6 +7,7 @@ from ansible_collections.rotor.vps.plugins.filter.rotation import (
     rotation_backends,
     rotation_plan,
     rotation_service_errors,
+    rotation_schedule_textfile,
     rotation_summary,
     rotation_timers,
 )
@@ -251,4 +252,17 @@ def test_filters_are_registered():
         "rotation_timers",
         "rotation_plan",
         "rotation_summary",
+        "rotation_schedule_textfile",
     }
+
+
+def test_rotation_schedule_textfile():
+    results = [
+        {"item": {"name": "web", "randomized_delay_sec": 30},
+         "stdout": "    Next elapse: Tue 2026-12-01 15:15:00 UTC\n   Iteration #2: Tue 2026-12-01 15:20:00 UTC\n"},
+        {"item": {"name": "odd", "randomized_delay_sec": 0}, "stdout": "no times"},
+    ]
+    text = rotation_schedule_textfile(results)
+    assert 'rotor_rotation_interval_seconds{service="web"} 300\n' in text
+    assert 'rotor_rotation_jitter_seconds{service="web"} 30\n' in text
+    assert "odd" not in text

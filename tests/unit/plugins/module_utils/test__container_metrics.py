@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import os
 
-from ansible_collections.rotor.vps.plugins.module_utils._tmpfs_usage import TmpfsUsage, collect, tmpfs_mounts, write
+from ansible_collections.rotor.vps.plugins.module_utils._container_metrics import (
+    Container, TmpfsUsage, collect, container_of, tmpfs_mounts, write)
 
 # /proc/<pid>/mountinfo of a rotated web container in the lab (tmpfs /tmp and /scratch), with a
 # tmpfs volume whose mount point has a space added.
@@ -41,7 +42,7 @@ def test_each_container_and_mount_measured_in_its_own_view_and_a_stopped_one_lef
             raise FileNotFoundError(path)
         return MOUNTINFO
 
-    usages = collect([("web-a", 11), ("web-gone", 22)], read=read, statvfs=statvfs)
+    usages = collect([Container("web-a", 11), Container("web-gone", 22)], read=read, statvfs=statvfs)
     assert [u.mount for u in usages] == ["/dev/shm", "/tmp", "/scratch", "/var/web cache"]
     assert usages[1] == TmpfsUsage("web-a", "/tmp", 16 * 1024 * 1024, 96 * 4096)
     assert seen[1] == "/proc/11/root/tmp"
@@ -49,18 +50,45 @@ def test_each_container_and_mount_measured_in_its_own_view_and_a_stopped_one_lef
 
 def test_the_textfile_has_a_sample_per_mount_and_the_collectors_own(tmp_path):
     path = str(tmp_path / "tmpfs.prom")
-    write(path, [TmpfsUsage("web-a", "/tmp", 16777216, 393216), TmpfsUsage("db", "/run/x", 1024, 0)], 2, now=1700000000)
+    containers = [Container("web-a", 11, 0, "healthy"), Container("db", 12, 3, "unhealthy")]
+    write(path, [TmpfsUsage("web-a", "/tmp", 16777216, 393216), TmpfsUsage("db", "/run/x", 1024, 0)], containers,
+          now=1700000000)
     text = open(path, encoding="utf-8").read()
     assert 'rotor_tmpfs_used_bytes{container="web-a",mount="/tmp"} 393216\n' in text
     assert 'rotor_tmpfs_size_bytes{container="db",mount="/run/x"} 1024\n' in text
     assert "rotor_tmpfs_collector_last_run_timestamp_seconds{} 1700000000\n" in text
     assert "rotor_tmpfs_collector_containers{} 2\n" in text
-    assert text.count("# TYPE ") == 4 and oct(os.stat(path).st_mode & 0o777) == "0o644"
+    assert 'rotor_container_restart_count{container="db"} 3\n' in text
+    assert 'rotor_container_unhealthy{container="db"} 1\n' in text
+    assert 'rotor_container_unhealthy{container="web-a"} 0\n' in text
+    assert text.count("# TYPE ") == 6 and oct(os.stat(path).st_mode & 0o777) == "0o644"
 
 
 def test_with_nothing_running_only_the_collectors_own_samples_are_written(tmp_path):
     path = str(tmp_path / "tmpfs.prom")
-    write(path, [], 0, now=1700000000)
+    write(path, [], [], now=1700000000)
     samples = [line for line in open(path, encoding="utf-8").read().splitlines() if not line.startswith("#")]
     assert samples == ["rotor_tmpfs_collector_last_run_timestamp_seconds{} 1700000000",
                        "rotor_tmpfs_collector_containers{} 0"]
+
+
+def test_a_container_from_docker_inspect():
+    running = {"Name": "/web-a", "RestartCount": 2, "State": {"Pid": 41, "Health": {"Status": "unhealthy"}},
+               "HostConfig": {"Tmpfs": {"/tmp": "size=16m"}},
+               "Mounts": [{"Type": "volume", "Destination": "/var/web cache"}, {"Type": "bind", "Destination": "/host"},
+                          {"Type": "tmpfs", "Destination": "/run/x"}]}
+    assert container_of(running) == Container("web-a", 41, 2, "unhealthy",
+                                               frozenset({"/tmp", "/var/web cache", "/run/x", "/dev/shm"}))
+    assert container_of({"Name": "/plain", "State": {"Pid": 7}}) == Container("plain", 7, 0, "", frozenset({"/dev/shm"}))
+    assert container_of({"Name": "/gone", "State": {"Pid": 0}}) is None
+
+
+def test_only_the_containers_own_tmpfs_mounts_are_measured():
+    # A node-exporter sees the host's tmpfs mounts under its bind mount of / : they are not its own.
+    mountinfo = MOUNTINFO + "700 319 0:30 / /host/run rw,nosuid - tmpfs tmpfs rw,size=1000k\n"
+
+    def statvfs(_path):
+        return Stat(4096, 4096)
+
+    own = Container("exporter", 5, tmpfs_points=frozenset({"/tmp", "/dev/shm"}))
+    assert [u.mount for u in collect([own], read=lambda _p: mountinfo, statvfs=statvfs)] == ["/dev/shm", "/tmp"]
