@@ -41,6 +41,7 @@ up: ## converge playbooks/site.yml on the lab VPS (trixie) and show what runs
 	@$(STAGE) setup $(MAKE) --no-print-directory lab
 	@$(STAGE) lab-vps $(LAB) vps-up trixie
 	@$(STAGE) acme $(LAB) acme-up
+	@$(LAB) acme-root >/dev/null
 	@$(LAB) acme-dns rotor-lab-vps-trixie web.lab.test demo.lab.test
 	@$(STAGE) converge ansible-playbook -i inventories/lab/hosts.yml playbooks/site.yml
 	@$(LAB) status
@@ -49,6 +50,7 @@ up: ## converge playbooks/site.yml on the lab VPS (trixie) and show what runs
 	  echo "Pebble restarted since these certificates were issued (a new root): renewing them"; \
 	  ansible-playbook -i inventories/lab/hosts.yml playbooks/renew_certs.yml -e renew_force=true >/dev/null \
 	  && $(LAB) https-info trixie web.lab.test demo.lab.test/items; }
+	@$(LAB) observability-info trixie
 	@$(SUMMARY)
 
 converge: collection ## converge again (after `make up`), passing ARGS, e.g. ARGS='--check --diff'

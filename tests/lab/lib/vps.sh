@@ -142,3 +142,33 @@ vps_https_info() {
   done
   return "$failed"
 }
+
+# Where Prometheus and Alertmanager answer on the lab VPS (through its HAProxy, behind the stats
+# login), and how many of Prometheus's targets are up once each has been scraped (bounded wait).
+vps_observability_info() {
+  local name inventory user password targets summary i
+  name=$(vps_name "${1:-trixie}")
+  inventory="$LAB_DIR/../../inventories/lab/group_vars/vps.yml"
+  user=$(sed -n 's/^haproxy_stats_user: *//p' "$inventory"); user=${user:-admin}
+  password=$(sed -n 's/^haproxy_stats_password: *//p' "$inventory")
+  for i in $(seq 1 30); do
+    targets=$(docker exec "$name" curl -fsS --max-time 5 -u "$user:$password" http://127.0.0.1:9090/api/v1/targets 2>/dev/null) || targets=""
+    summary=$(printf '%s' "$targets" | python3 -c '
+import json, sys
+targets = json.load(sys.stdin)["data"]["activeTargets"]
+if any(t["health"] == "unknown" for t in targets):
+    sys.exit(1)
+down = sorted("%s %s" % (t["labels"]["job"], t["labels"]["instance"]) for t in targets if t["health"] != "up")
+print("%d of %d Prometheus targets are up%s" % (len(targets) - len(down), len(targets),
+      "; down: " + ", ".join(down) if down else ""))' 2>/dev/null) && break
+    summary=""
+    sleep 1
+  done
+  log "Prometheus http://127.0.0.1:9090/ and Alertmanager http://127.0.0.1:9093/ on the VPS $name, through its HAProxy"
+  log "  (log in as $user with haproxy_stats_password of inventories/lab/group_vars/vps.yml); from this machine:"
+  log "  docker exec $name curl -su $user:$password http://127.0.0.1:9090/api/v1/targets"
+  log "  docker exec $name curl -su $user:$password http://127.0.0.1:9093/api/v2/alerts"
+  log "  ${summary:-Prometheus did not answer with every target scraped within 30 s}"
+  log "  Grafana, Loki and Alloy are off in the lab (no offline image): their configuration is only validated by tests."
+  [ -n "$summary" ]
+}
