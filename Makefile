@@ -106,6 +106,7 @@ integration-quick: lab ## the integration tests marked quick (a few minutes)
 
 molecule: lab ## molecule: converge, idempotence, verify on trixie and bookworm, step by step
 	@$(LAB) acme-up
+	@$(LAB) acme-root >/dev/null
 	PYTEST_ADDOPTS="$${PYTEST_ADDOPTS:-} --junitxml=$(JUNIT)/molecule-verify.xml" tests/molecule-run default
 
 bench-rotation: venv collection lab ## benchmark: haproxy_rotate vs a naive rotation under load (prints figures)

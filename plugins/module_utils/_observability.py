@@ -15,6 +15,7 @@ from ansible_collections.rotor.vps.plugins.module_utils._validate import (
     SERVICE_ADDRESS_RE,
     duration_errors,
     hostname_errors,
+    listed_name_errors,
     memory_errors,
     whole_number_errors,
 )
@@ -69,12 +70,8 @@ def receiver_errors(receivers: object, where: str = "observability_alert_receive
         if not isinstance(receiver, dict):
             errors.append("%s: must be a dict with name and type" % at)
             continue
-        name, kind = receiver.get("name"), receiver.get("type")
-        if not isinstance(name, str) or not RECEIVER_NAME_RE.fullmatch(name):
-            errors.append("%s.name: %r must be letters, digits, '_' and '-'" % (at, name))
-        elif name in names:
-            errors.append("%s.name: %r is listed twice" % (at, name))
-        names.add(name)
+        errors += listed_name_errors(receiver.get("name"), at, names, RECEIVER_NAME_RE, "letters, digits, '_' and '-'")
+        kind = receiver.get("type")
         if kind not in RECEIVER_TYPES:
             errors.append("%s.type: %r is not a receiver type this role writes; use one of %s"
                           % (at, kind, ", ".join(sorted(RECEIVER_TYPES))))

@@ -32,6 +32,7 @@ from ansible_collections.rotor.vps.plugins.module_utils._validate import (
     haproxy_time_errors,
     health_path_errors,
     is_int,
+    listed_name_errors,
     memory_bytes,
     memory_errors,
     network_errors,
@@ -276,12 +277,9 @@ def haproxy_admin_service_errors(services: object, s: dict) -> list[str]:
         if not isinstance(service, dict) or set(service) - {"name", "port", "server"}:
             errors.append("%s: must be a dict of name, port and server" % at)
             continue
-        name, port = service.get("name"), service.get("port")
-        if not isinstance(name, str) or not ADMIN_SERVICE_NAME_RE.fullmatch(name):
-            errors.append("%s.name: %r must be lower-case letters, digits and '_' (a letter first)" % (at, name))
-        elif name in names:
-            errors.append("%s.name: %r is listed twice" % (at, name))
-        names.add(name)
+        errors += listed_name_errors(service.get("name"), at, names, ADMIN_SERVICE_NAME_RE,
+                                     "lower-case letters, digits and '_' (a letter first)")
+        port = service.get("port")
         port_problems = port_errors(port, at + ".port")
         errors += port_problems
         if not port_problems and port in taken:

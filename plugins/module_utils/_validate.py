@@ -225,6 +225,17 @@ def hostname_errors(name: object, where: str) -> list[str]:
     return []
 
 
+def listed_name_errors(name: object, at: str, seen: set, pattern: re.Pattern, rule: str) -> list[str]:
+    """The name of the list item ``at``: it matches ``pattern`` (``rule`` says how) and no earlier item of
+    the list (``seen``, which it joins) has it."""
+    if not isinstance(name, str) or not pattern.fullmatch(name):
+        return ["%s.name: %r must be %s" % (at, name, rule)]
+    if name in seen:
+        return ["%s.name: %r is listed twice" % (at, name)]
+    seen.add(name)
+    return []
+
+
 def tmpfs_mount_errors(mounts: list[dict], where: str = "tmpfs") -> list[str]:
     """Check per-container tmpfs mounts: an absolute path, a valid size and mode, unique paths."""
     errors = []
