@@ -62,8 +62,9 @@ def rotation_schedule_textfile(calendar_results: object) -> str:
         gap = longest_gap_seconds(result.get("stdout") or "")
         if gap is None or not timer.get("name"):
             continue
-        samples.append(({"service": timer["name"]}, {"rotor_rotation_interval_seconds": gap,
-                                                      "rotor_rotation_jitter_seconds": timer.get("randomized_delay_sec", 0)}))
+        values = {"rotor_rotation_interval_seconds": gap,
+                  "rotor_rotation_jitter_seconds": timer.get("randomized_delay_sec", 0)}
+        samples.append(({"service": timer["name"]}, values))
     return textfile_text(ROTATION_SCHEDULE_METRICS, samples)
 
 

@@ -150,8 +150,8 @@ def test_a_tmpfs_filled_to_85_percent_fires_its_alert_and_freeing_it_resolves_it
         assert not firing(vps, "TmpfsUsageCritical", container=web), "85% is not critical"
         managed = api(vps, 9093, "/api/v2/alerts?filter=%s" % quote('alertname="TmpfsUsageHigh"'))
         assert [a for a in managed if a["labels"].get("container") == web and a["status"]["state"] == "active"]
-        hook = until("the webhook's firing notification", lambda: notified(vps, "TmpfsUsageHigh", "firing",
-                                                                               container=web))
+        hook = until("the webhook's firing notification",
+                     lambda: notified(vps, "TmpfsUsageHigh", "firing", container=web))
         assert webhooks(vps)[0]["authorization"] == "Bearer %s" % WEBHOOK_TOKEN
         assert hook
     finally:

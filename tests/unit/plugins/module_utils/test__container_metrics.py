@@ -77,8 +77,8 @@ def test_a_container_from_docker_inspect():
                "HostConfig": {"Tmpfs": {"/tmp": "size=16m"}},
                "Mounts": [{"Type": "volume", "Destination": "/var/web cache"}, {"Type": "bind", "Destination": "/host"},
                           {"Type": "tmpfs", "Destination": "/run/x"}]}
-    assert container_of(running) == Container("web-a", 41, 2, "unhealthy",
-                                               frozenset({"/tmp", "/var/web cache", "/run/x", "/dev/shm"}))
+    points = frozenset({"/tmp", "/var/web cache", "/run/x", "/dev/shm"})
+    assert container_of(running) == Container("web-a", 41, 2, "unhealthy", points)
     assert container_of({"Name": "/plain", "State": {"Pid": 7}}) == Container("plain", 7, 0, "", frozenset({"/dev/shm"}))
     assert container_of({"Name": "/gone", "State": {"Pid": 0}}) is None
 
