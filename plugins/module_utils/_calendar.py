@@ -3,7 +3,9 @@
 """systemd calendar expressions as systemd itself reads them (``systemd-analyze calendar --iterations=N``).
 
 systemd is the authority on what an OnCalendar expression means; this only reads the times it
-prints, so an alert can say "twice the interval" for any expression, even an uneven one.
+prints, so an alert can say "twice the interval" for any expression, even an uneven one, as far as
+the iterations it was asked for reach (the rotation role asks for 200 from a fixed Monday midnight:
+a week and more of hourly runs, a weekend's gap in a weekday-only schedule).
 """
 
 from __future__ import annotations

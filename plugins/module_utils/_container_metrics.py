@@ -141,7 +141,8 @@ def running_containers(docker_host: str) -> list[Container]:
     """Every running container of the engine."""
     import docker  # pylint: disable=import-outside-toplevel  # python3-docker, on the VPS
 
-    client = docker.DockerClient(base_url=docker_host, timeout=30)
+    # The engine's own API version: an older python3-docker's default can be below a newer engine's minimum.
+    client = docker.DockerClient(base_url=docker_host, version="auto", timeout=30)
     try:
         found = (container_of(c.attrs) for c in client.containers.list())
         return [c for c in found if c is not None]

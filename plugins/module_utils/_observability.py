@@ -26,7 +26,7 @@ ALERTS = (
     "TmpfsUsageHigh", "TmpfsUsageCritical", "CertificateRenewalDue", "CertificateExpiresSoon",
     "CertificateProbeExpiresSoon", "RotationStale", "RotationFailed", "ContainerRestarting", "ContainerUnhealthy",
     "HaproxyBackendDown", "PostgrestNotReady", "PgbouncerClientsWaiting", "HostDiskFilling", "HostMemoryPressure",
-    "TargetDown",
+    "TargetDown", "HttpsNameDown", "DatabaseUnreachable", "HostMetricsStale",
 )
 COMPONENTS = ("prometheus", "alertmanager", "node_exporter", "cadvisor", "blackbox", "postgres_exporter",
               "pgbouncer_exporter", "grafana", "loki", "alloy")
@@ -37,6 +37,8 @@ RECEIVER_TYPES = {
 }
 # A Prometheus duration: units from years down to milliseconds, largest first (15d, 1h30m, 500ms).
 PROM_DURATION_RE = re.compile(r"^(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?$")
+# A Go duration (time.ParseDuration) with the units both readers share: 120h, 1h30m, 30s, 500ms.
+GO_DURATION_RE = re.compile(r"^(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?$")
 # A Prometheus size (--storage.tsdb.retention.size): a whole number and a unit.
 PROM_SIZE_RE = re.compile(r"^[1-9][0-9]*(B|KB|MB|GB|TB|PB|EB)$")
 RECEIVER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
@@ -156,8 +158,15 @@ def observability_input_errors(s: dict) -> list[str]:
                       "(e.g. 1GB)" % (size,))
     for name in ("observability_scrape_interval", "observability_evaluation_interval", "observability_alert_group_wait",
                  "observability_alert_group_interval", "observability_alert_repeat_interval",
-                 "observability_alertmanager_retention", "observability_loki_retention"):
+                 "observability_alertmanager_retention", "observability_loki_retention",
+                 "observability_collector_stale_after"):
         errors += prom_duration_errors(s.get(name), name)
+    # Alertmanager's retention and cAdvisor's housekeeping (the scrape interval) are Go durations: no d, w or y.
+    for name in ("observability_alertmanager_retention", "observability_scrape_interval"):
+        value = s.get(name)
+        if isinstance(value, str) and GO_DURATION_RE.fullmatch(value) is None and PROM_DURATION_RE.fullmatch(value):
+            errors.append("%s: %r must use h, m, s or ms only (e.g. 120h), as %s reads it"
+                          % (name, value, "Alertmanager" if "retention" in name else "cAdvisor"))
     errors += _alert_for_errors(s.get("observability_alert_for"))
     warning, critical = _ratio(s.get("observability_tmpfs_warning_ratio")), _ratio(s.get("observability_tmpfs_critical_ratio"))
     for name, value in (("observability_tmpfs_warning_ratio", warning), ("observability_tmpfs_critical_ratio", critical),
