@@ -2,7 +2,7 @@
 
 roles/observability/templates/prometheus/rules.yml.j2 is rendered by Ansible itself (the role's
 defaults and vars, through tests/unit/roles/conftest.py's helper), then `promtool check rules` checks
-it and `promtool test rules` runs tests/promtool/rules_test.yml against it, each in a one-shot
+it and `promtool test rules` runs the tests of tests/promtool/*.yml against it, each in a one-shot
 container of the lab's Prometheus image (about a second each). The promtool tests are written for
 the role's defaults; a rendering with other values must still pass the check and carry those values.
 """
@@ -25,7 +25,9 @@ pytestmark = pytest.mark.quick
 
 PROMETHEUS_IMAGE = "rotor-lab/prometheus:latest"
 RULES_TEMPLATE = "prometheus/rules.yml.j2"
-PROMTOOL_TESTS = ROOT / "tests" / "promtool" / "rules_test.yml"
+# One file of promtool tests per kind of alert.
+PROMTOOL_TESTS = sorted((ROOT / "tests" / "promtool").glob("*.yml"))
+PROMTOOL_FILES = ["/w/%s" % path.name for path in PROMTOOL_TESTS]
 DEFAULTS = yaml.safe_load((ROOT / "roles" / "observability" / "defaults" / "main.yml").read_text())
 # Values unlike every default, for the rendering that must carry them.
 OTHER_VALUES = {
@@ -60,7 +62,8 @@ def render_rules(out: Path, **variables) -> Path:
     work = out / "promtool"
     work.mkdir()
     shutil.copyfile(rendered / "prometheus" / "rules.yml", work / "rules.yml")
-    shutil.copyfile(PROMTOOL_TESTS, work / "rules_test.yml")
+    for path in PROMTOOL_TESTS:
+        shutil.copyfile(path, work / path.name)
     work.chmod(0o755)
     for path in work.iterdir():
         path.chmod(0o644)
@@ -105,7 +108,7 @@ def test_the_rules_pass_promtool_check(lab_promtool, default_rules):
 
 
 def test_the_promtool_unit_tests_pass(lab_promtool, default_rules):
-    proc = lab_promtool(default_rules, "test", "rules", "/w/rules_test.yml")
+    proc = lab_promtool(default_rules, "test", "rules", *PROMTOOL_FILES)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "SUCCESS" in proc.stdout, proc.stdout
 
@@ -115,7 +118,8 @@ def test_the_alerts_are_the_for_durations_keys(default_rules):
 
 
 def test_every_alert_has_a_firing_and_a_quiet_case(default_rules):
-    cases = [case for test in yaml.safe_load(PROMTOOL_TESTS.read_text())["tests"] for case in test["alert_rule_test"]]
+    cases = [case for path in PROMTOOL_TESTS for test in yaml.safe_load(path.read_text())["tests"]
+             for case in test["alert_rule_test"]]
     firing = {case["alertname"] for case in cases if case.get("exp_alerts")}
     quiet = {case["alertname"] for case in cases if not case.get("exp_alerts")}
     alerts = set(alerts_of(default_rules / "rules.yml"))
@@ -146,6 +150,6 @@ def test_other_values_are_rendered_and_pass_the_check(lab_promtool, tmp_path):
     assert alerts["HostMemoryPressure"]["expr"].endswith("< 0.2")
     assert "(/srv/audit/rotor.jsonl)" in alerts["RotationFailed"]["annotations"]["description"]
     # The promtool tests are written for the defaults: they notice the other thresholds.
-    proc = lab_promtool(work, "test", "rules", "/w/rules_test.yml")
+    proc = lab_promtool(work, "test", "rules", *PROMTOOL_FILES)
     assert proc.returncode != 0, proc.stdout + proc.stderr
     assert "alertname: TmpfsUsageHigh" in proc.stderr, proc.stdout + proc.stderr
