@@ -32,6 +32,8 @@ import loadgen  # noqa: E402
 LAB = str(ROOT / "tests" / "lab" / "lab")
 BIN = Path(sys.executable).parent
 HOST = "bench.lab.test"
+OBSERVABILITY = ("prometheus", "alertmanager", "node_exporter", "cadvisor", "blackbox", "postgres_exporter",
+                 "pgbouncer_exporter", "grafana", "loki", "alloy", "collector")
 SERVICE = {
     "name": "bench",
     "image": "rotor-lab/demo-web:1",
@@ -118,9 +120,13 @@ def main() -> None:
     inventory.write_text("vps:\n  hosts:\n    %s:\n      ansible_connection: community.docker.docker\n"
                          "      ansible_python_interpreter: /usr/bin/python3\n" % vps)
     extra = tmp / "vars.json"
-    extra.write_text(json.dumps({"rotation_mode": "external", "rotation_services": [SERVICE],
-                                 "haproxy_backends": [{"name": "bench", "health_path": "/healthz"}],
-                                 "haproxy_rate_limit_exempt_networks": ["0.0.0.0/0"]}))
+    extra.write_text(json.dumps(dict({
+        "rotation_mode": "external", "rotation_services": [SERVICE],
+        "haproxy_backends": [{"name": "bench", "health_path": "/healthz"}],
+        "haproxy_rate_limit_exempt_networks": ["0.0.0.0/0"],
+        # The edge and the bench service only: no tenant, no certificate, no observability stack.
+        "rotor_tenants": [], "certbot_sites": []},
+        **{"observability_%s_enabled" % c: False for c in OBSERVABILITY})))
     try:
         converge(inventory, extra)
         address = subprocess.run(["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}",

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from ansible_collections.rotor.vps.plugins.module_utils._haproxy_backend import retry_lines
 from ansible_collections.rotor.vps.plugins.module_utils._role_input import haproxy_input_errors, role_input_errors
 from ansible_collections.rotor.vps.plugins.module_utils._validate import (
     network_errors,
@@ -19,6 +20,7 @@ class FilterModule:
     def filters(self):
         filters = {
             "haproxy_input_errors": haproxy_input_errors,
+            "haproxy_retry_lines": retry_lines,
             "network_errors": network_errors,
             "role_input_errors": role_input_errors,
             "tmpfs_volume_errors": tmpfs_volume_errors,

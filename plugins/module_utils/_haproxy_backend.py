@@ -25,6 +25,24 @@ from ansible_collections.rotor.vps.plugins.module_utils._waiter import Waiter
 # The named defaults section of haproxy.cfg (the haproxy role's main one) module-made backends inherit.
 DEFAULTS = "rotor"
 
+# Requests HAProxy may send again, to another server, when the first one failed: the idempotent
+# methods (RFC 9110, 9.2.2). Any other request is only retried when its connection never opened.
+IDEMPOTENT_METHODS = ("GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE")
+# What counts as failed: the connection, no or a broken answer (a server that died mid-request),
+# no answer in time, and a gateway error. A 500 is the application's own answer, never retried.
+RETRY_ON = ("conn-failure", "empty-response", "junk-response", "response-timeout", "0rtt-rejected", "502", "503", "504")
+
+
+def retry_lines(retries: int) -> list:
+    """How every backend of the collection retries: ``retries`` attempts, each on another server
+    (redispatch), for failed connections and, for idempotent requests only, failed answers."""
+    return [
+        "retries %d" % retries,
+        "option redispatch 1",
+        "retry-on %s" % " ".join(RETRY_ON),
+        "http-request disable-l7-retry unless { method %s }" % " ".join(IDEMPOTENT_METHODS),
+    ]
+
 
 class BackendError(Exception):
     """A backend could not be created or removed; the message says what was rolled back."""

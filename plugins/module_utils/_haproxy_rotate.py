@@ -4,15 +4,20 @@
 
 Read the containers, the backend file and the running HAProxy; compare with the desired spec;
 plan; apply. One replacement is: start the new container, wait until it answers its health path,
-write it into the backend file and add it through the runtime API, wait until HAProxy itself
-reports it UP, take the old one out of the file, drain it, wait for its sessions to end, put it
-in maintenance, delete it from HAProxy, stop and remove its container. The backend file always
-lists every server that serves, so a reload at any step loses none of them. A failure before the
-switch removes the new container and leaves the old one serving.
+write it into the backend file and add it through the runtime API (UP at once: it has just
+answered), wait until HAProxy itself reports it UP, take the old one out of the file, drain it, wait
+for its sessions to end, put it in maintenance, delete it from HAProxy, stop and remove its
+container. The backend file always lists every server that serves, so a reload at any step loses
+none of them. A failure before the switch removes the new container and leaves the old one serving.
+
+A run ends with a check of the service as a whole: every replica running and UP in HAProxy at its
+container's address. A replica that died or fell out during the run is replaced then (at most
+twice), and one still missing fails the run.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from dataclasses import dataclass, field
@@ -134,6 +139,8 @@ def replacement_reason(c: WebContainer, *, desired_hash: str, live: dict, settin
         return "not a server of the backend"
     if c.address and server.address.rsplit(":", 1)[0] != c.address:
         return "address changed (HAProxy sends to %s, the container is at %s)" % (server.address, c.address)
+    if server.status.startswith("DOWN"):
+        return "DOWN in HAProxy (%s)" % server.status
     if settings.max_age is not None and now - c.created > settings.max_age:
         return "older than max_age (%ds)" % int(now - c.created)
     return ""
@@ -208,7 +215,8 @@ class Rotation:
             raise RotationError("backend %s has no file %s; the haproxy role creates it for every entry of "
                                 "haproxy_backends" % (s.backend, s.backend_file), step="preflight")
 
-    def observe(self) -> Observed:
+    def observe(self, *, pull: bool = True) -> Observed:
+        """What is there now; ``pull``: look for a newer image in the registry (not in check mode)."""
         s = self.settings
         text = read_text(s.backend_file) or ""
         backend_file = BackendFile.parse(text, s.backend_file)
@@ -219,7 +227,7 @@ class Rotation:
         containers = self.docker.service_containers(s.service, network)
         image_id, desired = None, ""
         if self.spec is not None:
-            image_id = self.docker.image_id(self.spec.image, pull=not self.check_mode)
+            image_id = self.docker.image_id(self.spec.image, pull=pull and not self.check_mode)
             desired = self.spec.digest(image_id or "")
         routes = s.route_map.read()
         return Observed(containers=containers, backend_file=backend_file, live=self.runtime.servers(s.backend),
@@ -241,18 +249,44 @@ class Rotation:
                         self.settings.lock_timeout, "backend %s" % self.settings.backend)
 
     def apply(self, plan: Plan) -> list:
-        """Carry out the plan; returns one record per container change. Call with the lock held."""
+        """Carry out the plan, then the end-of-run check; returns one record per container change.
+        Call with the lock held."""
         records = []
         try:
             self._apply_steps(plan, records)
+            self._finish_stops()
+            if plan.steps:  # the plan itself has just found the service whole otherwise
+                self._check_service(records)
         except RotationError:
             try:
                 self._finish_stops()
             except RotationError:
                 pass  # the first error is the one to report; these containers are out of HAProxy anyway
             raise
-        self._finish_stops()
         return records
+
+    def _check_service(self, records: list, attempts: int = 2) -> None:
+        """The end-of-run check: every replica runs and is UP in HAProxy at its container's address.
+
+        Whatever is missing (a replica that died after its switch, one HAProxy took down, a server
+        whose container is gone) is planned as a ``present`` run would plan it and applied, up to
+        ``attempts`` times; what is still missing then fails the run.
+        """
+        if self.settings.state == "absent":
+            return
+        steady = dataclasses.replace(self.settings, state="present", max_age=None, routes=None)
+        for attempt in range(attempts + 1):
+            plan = make_plan(self.observe(pull=False), steady, now=time.time())
+            if not plan.steps:
+                return
+            if attempt == attempts:
+                break
+            for step in plan.steps:
+                step.reason = "end-of-run check: %s" % step.reason
+            self._apply_steps(plan, records)
+            self._finish_stops()
+        raise RotationError("the end-of-run check still finds the service short after %d repairs: %s"
+                            % (attempts, "; ".join(plan.actions())), step="check", records=records)
 
     def _apply_steps(self, plan: Plan, records: list) -> None:
         try:
@@ -316,7 +350,7 @@ class Rotation:
             t = time.monotonic()
             address = "%s:%d" % (new.address, self.spec.port)
             self._write_servers(add=Server(new.name, address, s.server_options))
-            self.runtime.add_server(s.backend, new.name, address, s.server_options)
+            self.runtime.add_server(s.backend, new.name, address, s.server_options, healthy=True)
             step = "up"
             self.waiter.until(lambda: self._live_status(new.name, address), lambda status: status == "UP",
                               what="HAProxy reporting %s/%s UP" % (s.backend, new.name), timeout=s.up_timeout)

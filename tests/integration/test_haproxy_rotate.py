@@ -212,6 +212,45 @@ def test_rotation_under_load_fails_no_request(rotor):
     assert len(result["served_by"]) >= 8, "requests must have reached the new containers: %s" % result
 
 
+def test_crash_of_a_serving_replica_fails_no_request(rotor):
+    """HAProxy sends the requests the dead server had, and those it gets before its checks notice, to the
+    other one (retry-on, redispatch); the next run replaces the dead replica."""
+    names = serving(rotor)
+    with loadgen.Background("%s:80" % rotor.address, host=HOST, rate=300, duration=30, count=6000,
+                            connections=8) as load:
+        time.sleep(1)
+        rotor.vps.sh("docker update --restart=no %s >/dev/null && docker kill %s >/dev/null" % (names[0], names[0]))
+        time.sleep(4)
+    result = load.result.as_dict()
+    assert result["sent"] > 1000 and result["failed"] == 0, result
+    repaired = rotor.run()
+    assert repaired["changed"] is True, repaired
+    assert ("retire", names[0], "not running") in [(r["action"], r["old"], r["reason"]) for r in repaired["replacements"]]
+    assert len(serving(rotor)) == 2
+
+
+def test_replica_dying_after_its_switch_is_replaced_at_the_end_of_the_run(rotor):
+    names = serving(rotor)
+    script = (ROOT / "tests" / "integration" / "files" / "kill_new_server.py").read_text()
+    with loadgen.Background("%s:80" % rotor.address, host=HOST, rate=200, duration=60, count=12000,
+                            connections=8) as load:
+        killer = subprocess.Popen(["docker", "exec", "-i", rotor.vps.name, "python3", "-", "web", ",".join(names), "60"],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        killer.stdin.write(script)
+        killer.stdin.close()
+        result = rotor.run(state="rotated")
+        killed = killer.stdout.read().strip()
+        assert killer.wait(timeout=60) == 0, "no new server came UP"
+        time.sleep(1)
+    assert not result.get("failed"), result
+    checks = [r for r in result["replacements"] if r["reason"].startswith("end-of-run check: ")]
+    assert checks, result["replacements"]
+    assert killed in [r["old"] for r in checks], (killed, checks)
+    now = serving(rotor)
+    assert killed not in now and not set(now) & set(names)
+    assert load.result.failed == 0, load.result.as_dict()
+
+
 def test_reload_during_rotation_loses_no_server(rotor):
     serving(rotor)
     stop = threading.Event()

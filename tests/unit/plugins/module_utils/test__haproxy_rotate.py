@@ -97,6 +97,20 @@ def test_container_unknown_to_haproxy_or_moved_is_replaced():
     assert kinds(plan) == [("replace", "web-1", "not a server of the backend")]
 
 
+@pytest.mark.parametrize("status, expected", [
+    ("DOWN", [("replace", "web-1", "DOWN in HAProxy (DOWN)")]),
+    ("DOWN 1/2", [("replace", "web-1", "DOWN in HAProxy (DOWN 1/2)")]),
+    # Going down, but still serving; and the admin states an operator sets stay as they are.
+    ("UP 1/2", []),
+    ("MAINT", []),
+    ("DRAIN", []),
+    ("no check", []),
+])
+def test_server_haproxy_took_down_is_replaced(status, expected):
+    live = {"web-1": ServerStat("web-1", status, 0, "10.0.0.1:8080"), "web-2": ServerStat("web-2", "UP", 0, "10.0.0.2:8080")}
+    assert kinds(make_plan(observed([container("web-1"), container("web-2")], live=live), settings(), now=NOW)) == expected
+
+
 def test_plan_diff_names_new_servers():
     plan = make_plan(observed([container("web-1", age=90), container("web-2")]), settings(state="rotated"), now=NOW)
     assert plan.servers_before == ["web-1", "web-2"]

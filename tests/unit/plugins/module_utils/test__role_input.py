@@ -12,7 +12,7 @@ from ansible_collections.rotor.vps.plugins.module_utils._role_input import (
 from ansible_collections.rotor.vps.plugins.module_utils._validate import haproxy_time_errors as time_errors
 
 ROLE = Path(__file__).resolve().parents[4] / "roles" / "haproxy"
-RESERVED = ["rotor", "http", "https", "stats", "rotor_no_route", "rotor_rate_limit"]
+RESERVED = ["rotor", "http", "https", "stats", "rotor_health", "rotor_no_route", "rotor_rate_limit"]
 
 
 @pytest.fixture
