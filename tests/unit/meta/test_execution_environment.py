@@ -262,3 +262,17 @@ def test_collection_scan():
              "u.yml": "hosts: [acme.example.com]\nx: \"{{ y | community.general.json_query('a') }}\"\n"}
     known = {"community.general", "rotor.vps", "ansible.builtin"}
     assert used_collections(texts, known) == {"community.general": ["t.yml", "u.yml"]}
+
+
+def test_project_sync_installs_this_checkout(tmp_path):
+    """What AWX runs in the project's root at a project sync (without the dependencies, which come
+    from Galaxy there): rotor.vps is installed from the checkout, without what galaxy.yml ignores."""
+    env = {"PATH": str(Path(sys.executable).parent), "HOME": str(tmp_path), "ANSIBLE_COLLECTIONS_PATH": str(tmp_path),
+           "ANSIBLE_NOCOLOR": "1"}
+    proc = subprocess.run([str(Path(sys.executable).parent / "ansible-galaxy"), "collection", "install", "-r",
+                           "collections/requirements.yml", "--collections-path", str(tmp_path), "--no-deps"],
+                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    installed = tmp_path / "ansible_collections" / "rotor" / "vps"
+    assert (installed / "playbooks" / "rotate.yml").exists() and (installed / "MANIFEST.json").exists()
+    assert not (installed / ".venv").exists() and not (installed / ".cache").exists()
