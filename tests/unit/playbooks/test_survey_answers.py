@@ -60,7 +60,7 @@ def rendered(playbook: str, answers: dict) -> dict:
     return result
 
 
-CASES = [(playbook, name, blank) for playbook, (_, names, _) in SURVEYS.items() for name in names for blank in ("", None)]
+CASES = [(playbook, name, blank) for playbook, survey in SURVEYS.items() for name in survey[1] for blank in ("", None)]
 
 
 @pytest.mark.parametrize(("playbook", "name", "blank"), CASES, ids=["%s-%s-%r" % case for case in CASES])
@@ -71,7 +71,7 @@ def test_blank_answer_is_no_answer(playbook, name, blank):
 
 @pytest.mark.parametrize("playbook", sorted(SURVEYS))
 def test_an_answer_is_used(playbook):
-    required, _, answer = SURVEYS[playbook]
+    required, answer = SURVEYS[playbook][0], SURVEYS[playbook][2]
     assert rendered(playbook, dict(required, **answer)) != rendered(playbook, required)
 
 

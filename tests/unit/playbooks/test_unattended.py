@@ -73,7 +73,7 @@ def play_prompts(play: dict, where: str) -> list[str]:
         found.append("%s has vars_prompt" % name)
     if "debugger" in play:
         found.append("%s sets debugger" % name)
-    if str(play.get("strategy", "")).split(".")[-1] == "debug":
+    if str(play.get("strategy", "")).rsplit(".", maxsplit=1)[-1] == "debug":
         found.append("%s runs the debug strategy" % name)
     for section in ("pre_tasks", "tasks", "post_tasks", "handlers"):
         for task in play.get(section) or []:
