@@ -198,6 +198,8 @@ class Rotation:
         self.waiter = waiter or Waiter()
         self.check_mode = check_mode
         self._stopping = []  # (container name, its record, monotonic time the stop signal went out)
+        self._spec_hash = ""  # of the spec with the image the last observe() found
+        self._generation = 0  # the highest generation of the service's containers seen or started
 
     # Read -----------------------------------------------------------------------------------
 
@@ -230,6 +232,8 @@ class Rotation:
             image_id = self.docker.image_id(self.spec.image, pull=pull and not self.check_mode)
             desired = self.spec.digest(image_id or "")
         routes = s.route_map.read()
+        self._spec_hash = desired
+        self._generation = max([c.generation for c in containers] + [self._generation])
         return Observed(containers=containers, backend_file=backend_file, live=self.runtime.servers(s.backend),
                         routes=routes, desired_hash=desired, image_present=image_id is not None)
 
@@ -330,11 +334,12 @@ class Rotation:
     def _bring_up(self, record: dict) -> WebContainer:
         """Start, health-check and switch in a new container; on failure remove it and raise."""
         s, durations = self.settings, record["durations"]
-        generation = 1 + max([c.generation for c in self.docker.service_containers(s.service, self.spec.networks[0])] or [0])
+        # The image and the generations as the plan read them: a replacement asks the registry and the
+        # engine nothing more before it starts its container.
+        self._generation += 1
         try:
-            spec_hash = self.spec.digest(self.docker.image_id(self.spec.image, pull=True) or "")
             t = time.monotonic()
-            new = self.docker.start(self.spec, generation=generation, spec_hash=spec_hash)
+            new = self.docker.start(self.spec, generation=self._generation, spec_hash=self._spec_hash)
         except ContainerError as exc:
             raise RotationError("step 'start' failed: %s; nothing else was changed" % exc, step="start") from exc
         durations["start"] = elapsed(t)
