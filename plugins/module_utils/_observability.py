@@ -26,7 +26,7 @@ ALERTS = (
     "TmpfsUsageHigh", "TmpfsUsageCritical", "CertificateRenewalDue", "CertificateExpiresSoon",
     "CertificateProbeExpiresSoon", "RotationStale", "RotationFailed", "ContainerRestarting", "ContainerUnhealthy",
     "HaproxyBackendDown", "PostgrestNotReady", "PgbouncerClientsWaiting", "HostDiskFilling", "HostMemoryPressure",
-    "TargetDown", "HttpsNameDown", "DatabaseUnreachable", "HostMetricsStale",
+    "TargetDown", "HttpsNameDown", "DatabaseUnreachable", "HostMetricsStale", "BackupStale",
 )
 COMPONENTS = ("prometheus", "alertmanager", "node_exporter", "cadvisor", "blackbox", "postgres_exporter",
               "pgbouncer_exporter", "grafana", "loki", "alloy")

@@ -16,6 +16,7 @@ import ipaddress
 import re
 from typing import Callable, Optional
 
+from ansible_collections.rotor.vps.plugins.module_utils._backup import backup_input_errors
 from ansible_collections.rotor.vps.plugins.module_utils._certbot_sites import (
     DEFAULT_KEYS as CERTBOT_DEFAULT_KEYS,
     certbot_defaults_errors,
@@ -426,6 +427,7 @@ ROLE_RULES: dict[str, Callable[..., list]] = {
     "tenants": tenants_input_errors,
     "certbot": certbot_input_errors,
     "observability": observability_input_errors,
+    "backup": backup_input_errors,
 }
 
 
