@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 from typing import Optional
 
-from ansible_collections.rotor.vps.plugins.module_utils._validate import HOSTNAME_RE
+from ansible_collections.rotor.vps.plugins.module_utils._validate import HOSTNAME_RE, shown
 
 # ACME directories by name; any other https:// URL names a CA of its own (with its CA bundle).
 DIRECTORIES = {
@@ -32,16 +32,25 @@ DAY = 86400
 # After the n-th failed order in a row, wait BACKOFF_BASE * 2**(n-1) seconds, at most BACKOFF_CAP.
 BACKOFF_BASE = 300
 BACKOFF_CAP = DAY
-EMAIL_RE = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@([^@\s]+)$")
+# The account's address: the local part as sign-up forms take it (no quotes or shell characters).
+EMAIL_RE = re.compile(r"^[A-Za-z0-9._%+-]+@([^@\s]+)$")
+EMAIL_MAX = 254
+# An ACME directory URL: https, a host name or address, an optional port, a path of plain segments and no
+# '.' or '..' segment (its host and path name certbot's account directory on the host).
+DIRECTORY_URL_MAX = 1024
+DIRECTORY_URL_RE = re.compile(r"^https://([a-z0-9.-]+|\[[0-9a-f:]+\])(:[0-9]{1,5})?((/[A-Za-z0-9._~%-]+)*/?)$")
 
 
 def acme_directory_url(value: str) -> str:
     """The directory URL of ``value``: a name of ``DIRECTORIES`` or an https:// URL."""
     if value in DIRECTORIES:
         return DIRECTORIES[value]
-    if isinstance(value, str) and re.fullmatch(r"https://[^\s/]+(/\S*)?", value):
+    match = DIRECTORY_URL_RE.fullmatch(value) if isinstance(value, str) and len(value) <= DIRECTORY_URL_MAX else None
+    if match and not any(part in (".", "..") for part in match.group(3).split("/")):
         return value
-    raise ValueError("must be %s or an https:// URL, got %r" % (" or ".join(sorted(DIRECTORIES)), value))
+    raise ValueError("must be %s or an https:// URL of at most %d characters (a lowercase host, an optional port and "
+                     "a path of letters, digits and ._~%%-, no '.' or '..' segments), got %s"
+                     % (" or ".join(sorted(DIRECTORIES)), DIRECTORY_URL_MAX, shown(value)))
 
 
 def domain_errors(domains: object, where: str, *, challenge: str) -> list[str]:
@@ -84,10 +93,11 @@ def site_errors(p: dict, where: str = "") -> list[str]:
     errors += domain_errors(p.get("domains"), at("domains"), challenge=challenge)
     email = p.get("email")
     if email is not None:
-        match = EMAIL_RE.fullmatch(email) if isinstance(email, str) else None
+        match = EMAIL_RE.fullmatch(email) if isinstance(email, str) and len(email) <= EMAIL_MAX else None
         if not match or not HOSTNAME_RE.fullmatch(match.group(1).lower()) or "." not in match.group(1):
-            errors.append("%s: %r must be an address such as admin@example.com (the CA writes to it about expiry "
-                          "and its terms)" % (at("email"), email))
+            errors.append("%s: %s must be an address such as admin@example.com (the CA writes to it about expiry "
+                          "and its terms): at most %d characters, only letters, digits and ._%%+- before the @"
+                          % (at("email"), shown(email), EMAIL_MAX))
     try:
         acme_directory_url(p.get("acme_directory", "letsencrypt"))
     except ValueError as exc:

@@ -33,11 +33,17 @@ from ansible_collections.rotor.vps.plugins.module_utils._pgbouncer_ini import (
 )
 from ansible_collections.rotor.vps.plugins.module_utils._scram import is_verifier, make_verifier, verifier_matches
 from ansible_collections.rotor.vps.plugins.module_utils._validate import (
+    address_errors,
+    docker_host_errors,
+    docker_name_errors,
+    host_path_errors,
     hostname_errors,
-    one_line_errors,
+    no_nul_errors,
+    pg_name_errors,
     port_errors,
     setting_name_errors,
     socket_dir_errors,
+    text_errors,
     whole_number_errors,
 )
 
@@ -107,14 +113,38 @@ def _int_errors(params: dict, key: str, minimum: int) -> list[str]:
     return [] if value is None else whole_number_errors(value, key, minimum)
 
 
-def _host_errors(host: object) -> list[str]:
-    """PgBouncer's host: a host name, or (starting with /) the directory of PostgreSQL's unix socket."""
+def _host_errors(host: object, where: str = "host", whose: str = "PostgreSQL's") -> list[str]:
+    """A host name, or (starting with /) the directory of a unix socket (PostgreSQL's, PgBouncer's)."""
     if isinstance(host, str) and host.startswith("/"):
-        if socket_dir_errors(host, "host"):
-            return ["host: %r must be a host name, or the absolute path of PostgreSQL's socket directory "
-                    "(letters, digits, '.', '_', '-'; no '.' or '..' components)" % (host,)]
+        if socket_dir_errors(host, where):
+            return ["%s: %r must be a host name, or the absolute path of %s socket directory "
+                    "(letters, digits, '.', '_', '-'; no '.' or '..' components)" % (where, host, whose)]
         return []
-    return hostname_errors(host, "host")
+    return hostname_errors(host, where)
+
+
+def _connection_errors(params: dict) -> list[str]:
+    """How the module reaches PgBouncer's admin console, its log and PostgreSQL: plain names and addresses.
+
+    Only the options ``params`` has are checked (the module has them all)."""
+    def given(key: str) -> bool:
+        return params.get(key) is not None
+
+    errors = _host_errors(params["admin_host"], "admin_host", "PgBouncer's") if given("admin_host") else []
+    for key in ("admin_user", "login_user", "login_db"):
+        if given(key):
+            errors += pg_name_errors(params[key], key)
+    if params.get("log_container"):
+        errors += docker_name_errors(params["log_container"], "log_container")
+    if given("docker_host"):
+        errors += docker_host_errors(params["docker_host"], "docker_host")
+    if given("login_unix_socket"):
+        errors += socket_dir_errors(params["login_unix_socket"], "login_unix_socket")
+    if given("login_host"):
+        errors += address_errors(params["login_host"], "login_host")
+    for key in ("password", "admin_password", "login_password"):
+        errors += no_nul_errors(params.get(key), key)
+    return errors
 
 
 def input_errors(params: dict) -> list[str]:
@@ -141,12 +171,10 @@ def input_errors(params: dict) -> list[str]:
             errors.append("verifier: must be a SCRAM-SHA-256 verifier "
                           "('SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>'), as PostgreSQL stores it")
     for key in ("config", "userlist"):
-        path = params.get(key)
-        if not isinstance(path, str) or not os.path.isabs(path):
-            errors.append("%s: %r must be an absolute path" % (key, path))
+        errors += host_path_errors(params.get(key), key)
     if params.get("config") and params.get("config") == params.get("userlist"):
         errors.append("config and userlist: must be two different files")
-    return errors
+    return errors + _connection_errors(params)
 
 
 def _option_errors(options: object) -> list[str]:
@@ -165,7 +193,7 @@ def _option_errors(options: object) -> list[str]:
         elif isinstance(value, bool) or not isinstance(value, (str, int)):
             errors.append("options: the value of %r must be a string or a whole number" % key)
         else:
-            errors += one_line_errors(value, "options.%s" % key)
+            errors += text_errors(value, "options.%s" % key)
     return errors
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import secrets
 from dataclasses import dataclass, field
 from typing import Optional
@@ -32,8 +33,12 @@ from ansible_collections.rotor.vps.plugins.module_utils._pgbouncer_ini import te
 from ansible_collections.rotor.vps.plugins.module_utils._validate import (
     container_limit_errors,
     haproxy_time_errors,
+    host_path_errors,
     hostname_errors,
+    image_errors,
+    no_nul_errors,
     port_errors,
+    text_errors,
     whole_number_errors,
 )
 from ansible_collections.rotor.vps.plugins.module_utils._web_service import SWITCH_SPEC, switch_errors
@@ -150,7 +155,7 @@ def setting_errors(settings: object, where: str = "settings") -> list[str]:
     errors = []
     for name in sorted(settings, key=str):
         value = settings[name]
-        at = "%s.%s" % (where, name)
+        at = "%s.%s" % (where, name if isinstance(name, str) and name.isprintable() else repr(name))
         if name in MANAGED_SETTINGS:
             errors.append("%s: set by this module (from %s), not through settings" % (at, MANAGED_SETTINGS[name]))
         elif name not in KNOWN_SETTINGS and not _app_setting(name):
@@ -158,8 +163,8 @@ def setting_errors(settings: object, where: str = "settings") -> list[str]:
                           "free)" % at)
         elif isinstance(value, (dict, list)) or value is None:
             errors.append("%s: must be a string, number or boolean" % at)
-        elif isinstance(value, str) and ("\n" in value or "\r" in value):
-            errors.append("%s: must be one line" % at)
+        elif isinstance(value, str):
+            errors += text_errors(value, at)
     return errors
 
 
@@ -187,8 +192,13 @@ def postgrest_errors(p: dict, where: str = "") -> list[str]:
                       "have one generated" % (at("jwt_secret"), JWT_SECRET_MIN))
     elif p["jwt_secret"] is not None and "\n" in p["jwt_secret"].strip("\n"):
         errors.append("%s: must be one line" % at("jwt_secret"))
+    for key in ("authenticator_password", "jwt_secret"):
+        errors += no_nul_errors(p[key], at(key))
     if not p["image"] or not p["image"].strip():
         errors.append("%s: an image is required" % at("image"))
+    else:
+        errors += image_errors(p["image"], at("image"))
+    errors += host_path_errors(p["config_dir"], at("config_dir"))
     errors += hostname_errors(p["pgbouncer_host"], at("pgbouncer_host"))
     for key in ("pgbouncer_port", "server_port", "admin_port"):
         errors += port_errors(p[key], at(key))
@@ -198,8 +208,8 @@ def postgrest_errors(p: dict, where: str = "") -> list[str]:
         errors.append("%s: at least one schema is required" % at("db_schemas"))
     for index, schema in enumerate(p["db_schemas"]):
         errors += _role_name_errors(schema, "%s[%d]" % (at("db_schemas"), index))
-    if p["jwt_aud"] is not None and (not p["jwt_aud"].strip() or "\n" in p["jwt_aud"] or '"' in p["jwt_aud"]):
-        errors.append("%s: must be one line without quotes" % at("jwt_aud"))
+    if p["jwt_aud"] is not None and (not p["jwt_aud"].strip() or not p["jwt_aud"].isprintable() or '"' in p["jwt_aud"]):
+        errors.append("%s: must be one line of printable characters without quotes" % at("jwt_aud"))
     errors += whole_number_errors(p["db_pool"], at("db_pool"), 1, 1000)
     if p["max_rows"] is not None:
         errors += whole_number_errors(p["max_rows"], at("max_rows"), 1)
@@ -222,7 +232,7 @@ def _numeric_user(user: object) -> Optional[tuple]:
     if not isinstance(user, str):
         return None
     parts = user.split(":")
-    if len(parts) > 2 or not all(part.isdigit() for part in parts):
+    if len(parts) > 2 or not all(re.fullmatch(r"[0-9]+", part) for part in parts):
         return None
     return int(parts[0]), int(parts[-1]) if len(parts) == 2 else 0
 

@@ -22,6 +22,15 @@ DOCKER_NAME_MAX = 64
 TMPFS_SIZE_RE = re.compile(r"^([1-9][0-9]*)([kmg]?)$", re.IGNORECASE)
 TMPFS_MODE_RE = re.compile(r"^[0-7]{3,4}$")
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+# How much of a value that is too long a message shows.
+SHOWN_MAX = 60
+
+
+def shown(value: object) -> str:
+    """``value`` as a message shows it: its repr, cut after SHOWN_MAX characters when longer."""
+    if isinstance(value, str) and len(value) > SHOWN_MAX:
+        return "%r... (%d characters)" % (value[:SHOWN_MAX], len(value))
+    return repr(value)
 
 
 def plain(value: object) -> object:
@@ -237,13 +246,14 @@ def listed_name_errors(name: object, at: str, seen: set, pattern: re.Pattern, ru
 
 
 def tmpfs_mount_errors(mounts: list[dict], where: str = "tmpfs") -> list[str]:
-    """Check per-container tmpfs mounts: an absolute path, a valid size and mode, unique paths."""
+    """Check per-container tmpfs mounts: a plain absolute path, a valid size and mode, unique paths."""
     errors = []
     for index, mount in enumerate(mounts):
         item = "%s[%d]" % (where, index)
         path = mount.get("path")
-        if not isinstance(path, str) or not path.startswith("/") or path == "/" or any(c in path for c in ",: \n"):
-            errors.append("%s.path: %r must be an absolute path other than / without ',', ':' or spaces" % (item, path))
+        if path == "/" or host_path_errors(path, item + ".path"):
+            errors.append("%s.path: %s must be an absolute path other than / of letters, digits, '.', '_' and '-' "
+                          "(no '.' or '..' components)" % (item, shown(path)))
         errors += _tmpfs_option_errors(mount, item)
         for key in ("uid", "gid"):
             if mount.get(key) is not None:
@@ -304,14 +314,20 @@ def backend_name_errors(name: object, where: str) -> list[str]:
     return []
 
 
-# A health check path: it goes into HAProxy's configuration and into HTTP requests as it is.
-HEALTH_PATH_RE = re.compile(r"^/[^\s\"'\\]*$")
+# A health check path: it goes into HAProxy's configuration and into HTTP requests as it is, so only
+# the characters of a URL's path and query (RFC 3986), without '$' (HAProxy expands variables) or quotes.
+HEALTH_PATH_RE = re.compile(r"^/[A-Za-z0-9._~%!&()*+,;=:@/?-]*$")
+# HAProxy reads configuration lines of at most 2048 characters.
+HEALTH_PATH_MAX = 1024
 
 
 def health_path_errors(path: object, where: str) -> list[str]:
-    """Check a health check path (starts with '/', no spaces, quotes or backslashes)."""
+    """Check a health check path (starts with '/'; the characters of a URL's path and query, no '$' or quotes)."""
+    if isinstance(path, str) and len(path) > HEALTH_PATH_MAX:
+        return ["%s: %s is longer than %d characters" % (where, shown(path), HEALTH_PATH_MAX)]
     if not isinstance(path, str) or not HEALTH_PATH_RE.fullmatch(path):
-        return ["%s: %r must start with / and contain no spaces, quotes or backslashes" % (where, path)]
+        return ["%s: %r must start with / and contain no spaces, quotes, backslashes, '$' or '#' (only letters, "
+                "digits and -._~%%!&()*+,;=:@/?)" % (where, path)]
     return []
 
 
@@ -361,11 +377,13 @@ ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def env_errors(env: object, where: str) -> list[str]:
-    """Check the names of environment variables (the values are secrets and never echoed)."""
+    """Check the names of environment variables, and that no value holds a NUL (values are secrets, never echoed)."""
     if not isinstance(env, dict):
         return ["%s: must be a mapping of variable names to values" % where]
-    return ["%s: %r is not a valid environment variable name (letters, digits, '_'; not starting with a digit)"
-            % (where, key) for key in env if not isinstance(key, str) or not ENV_NAME_RE.fullmatch(key)]
+    errors = ["%s: %r is not a valid environment variable name (letters, digits, '_'; not starting with a digit)"
+              % (where, key) for key in env if not isinstance(key, str) or not ENV_NAME_RE.fullmatch(key)]
+    return errors + [error for key, value in env.items() if isinstance(key, str) and ENV_NAME_RE.fullmatch(key)
+                     for error in no_nul_errors(value, "%s.%s" % (where, key))]
 
 
 def duration_errors(value: object, where: str, *, allow_zero: bool = False) -> list[str]:
@@ -391,17 +409,30 @@ def calendar_errors(value: object, where: str) -> list[str]:
     return []
 
 
-# A unix socket directory (PgBouncer's host starting with /): plain path components only.
-SOCKET_DIR_RE = re.compile(r"^(/[A-Za-z0-9_.-]+)+$")
+# A path on the host that a module writes, mounts into a container (Docker's bind syntax splits at
+# ':' and ','), hands to HAProxy (its commands split at spaces) or to a shell (certbot's hooks):
+# absolute, plain path components only, no '.' or '..' (a trailing '/' is fine).
+HOST_PATH_RE = re.compile(r"^(/[A-Za-z0-9_.-]+)+/?$")
+PATH_MAX = 4096
+# A unix socket's path must fit sockaddr_un's 108 bytes, the final NUL included.
+SOCKET_PATH_MAX = 107
 
 
-def socket_dir_errors(path: object, where: str) -> list[str]:
-    """Check the absolute path of a unix socket directory (no '.' or '..' components)."""
-    if (not isinstance(path, str) or not SOCKET_DIR_RE.fullmatch(path)
+def host_path_errors(path: object, where: str, *, max_length: int = PATH_MAX, trailing_slash: bool = True) -> list[str]:
+    """Check an absolute path on the host: plain components (letters, digits, '.', '_', '-'), no '.' or '..'."""
+    if isinstance(path, str) and len(path) > max_length:
+        return ["%s: %s is longer than %d characters" % (where, shown(path), max_length)]
+    if (not isinstance(path, str) or not HOST_PATH_RE.fullmatch(path)
+            or (path.endswith("/") and not trailing_slash)
             or any(part in (".", "..") for part in path.split("/"))):
         return ["%s: %r must be an absolute path of letters, digits, '.', '_' and '-' (no '.' or '..' components)"
                 % (where, path)]
     return []
+
+
+def socket_dir_errors(path: object, where: str) -> list[str]:
+    """Check the absolute path of a unix socket directory (no '.' or '..' components)."""
+    return host_path_errors(path, where, trailing_slash=False)
 
 
 # A setting name of an INI-style configuration (pgbouncer.ini, a connection string).
@@ -420,6 +451,127 @@ def one_line_errors(value: object, where: str) -> list[str]:
     """Check a value written into a configuration file: one line, no NUL."""
     if any(char in str(value) for char in "\n\r\x00"):
         return ["%s: must be one line (no line breaks or NUL characters)" % where]
+    return []
+
+
+def text_errors(value: object, where: str, *, max_length: Optional[int] = None, secret: bool = False) -> list[str]:
+    """Check free text (an audit actor, a label, a setting's value): one line of printable characters.
+
+    Line breaks, tabs, NUL, other control characters, Unicode line separators and invisible format
+    characters (zero-width spaces, bidirectional overrides) are refused. A ``secret`` is never shown.
+    """
+    text = str(value)
+    if not text.isprintable():
+        return ["%s: must be one line of printable characters (no line breaks, tabs, NUL, other control characters "
+                "or invisible format characters)" % where]
+    if max_length is not None and len(text) > max_length:
+        return ["%s: %s is longer than %d characters" % (where, "(not shown)" if secret else shown(text), max_length)]
+    return []
+
+
+def no_nul_errors(value: object, where: str) -> list[str]:
+    """Check a secret that may hold any character but NUL (C strings end at it); the value is never shown."""
+    if isinstance(value, str) and "\x00" in value:
+        return ["%s: must not contain a NUL character (the value is not shown)" % where]
+    return []
+
+
+# A Docker image reference: [registry[:port]/]repository[:tag][@sha256:digest], as `docker pull` takes it.
+_IMAGE_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+IMAGE_RE = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::[0-9]{1,5})?/)?"
+                      r"%s(?:/%s)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$"
+                      % (_IMAGE_COMPONENT, _IMAGE_COMPONENT))
+IMAGE_MAX = 512
+
+
+def image_errors(image: object, where: str) -> list[str]:
+    """Check a Docker image reference such as ``registry.example.com:5000/team/app:1.2``."""
+    if isinstance(image, str) and len(image) > IMAGE_MAX:
+        return ["%s: %s is longer than %d characters" % (where, shown(image), IMAGE_MAX)]
+    if not isinstance(image, str) or not IMAGE_RE.fullmatch(image):
+        return ["%s: %s must be a Docker image reference such as registry.example.com:5000/team/app:1.2 "
+                "(lowercase repository, optional tag and @sha256 digest)" % (where, shown(image))]
+    return []
+
+
+# A Linux capability as Docker takes it (NET_BIND_SERVICE, CAP_NET_BIND_SERVICE, ALL).
+CAPABILITY_RE = re.compile(r"^[A-Za-z][A-Za-z_]{0,39}$")
+
+
+def capability_errors(names: object, where: str) -> list[str]:
+    """Check a list of Linux capability names."""
+    return ["%s[%d]: %s must be a capability name such as NET_BIND_SERVICE, or ALL" % (where, index, shown(name))
+            for index, name in enumerate(names or []) if not isinstance(name, str) or not CAPABILITY_RE.fullmatch(name)]
+
+
+# The user a container runs as: a name or uid, with an optional group or gid.
+CONTAINER_USER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,31})?$")
+
+
+def container_user_errors(user: object, where: str) -> list[str]:
+    """Check a container's user, e.g. ``1000``, ``1000:1000`` or ``app:app``."""
+    if not isinstance(user, str) or not CONTAINER_USER_RE.fullmatch(user):
+        return ["%s: %s must be a user name or uid with an optional :group or :gid, such as 1000:1000 "
+                "(letters, digits, '_', '.', '-')" % (where, shown(user))]
+    return []
+
+
+# Container labels: keys as Docker recommends them (reverse DNS), values one printable line.
+LABEL_KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+LABEL_VALUE_MAX = 1024
+
+
+def label_errors(labels: object, where: str) -> list[str]:
+    """Check container labels: plain keys (letters, digits, '.', '_', '-'), one-line printable values."""
+    if not isinstance(labels, dict):
+        return ["%s: must be a mapping of label names to values" % where]
+    errors = []
+    for key, value in labels.items():
+        if not isinstance(key, str) or not LABEL_KEY_RE.fullmatch(key):
+            errors.append("%s: label name %s must start with a letter or digit and contain only letters, digits, "
+                          "'.', '_' and '-' (at most 128 characters)" % (where, shown(key)))
+        else:
+            errors += text_errors(value, "%s.%s" % (where, key), max_length=LABEL_VALUE_MAX)
+    return errors
+
+
+# How a module reaches the Docker engine: its unix socket, or tcp/http(s)/ssh to a host and port.
+DOCKER_REMOTE_RE = re.compile(r"^(tcp|https?|ssh)://([A-Za-z0-9_.-]+@)?([A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\])(:[0-9]{1,5})?$")
+
+
+def docker_host_errors(value: object, where: str) -> list[str]:
+    """Check a Docker engine address: ``unix:///<path>`` or ``tcp://<host>:<port>`` (also http, https, ssh)."""
+    rule = ("%s: %s must be unix:///<absolute path of the socket> or tcp://<host>:<port> (also http://, https://, "
+            "ssh://[user@]<host>)" % (where, shown(value)))
+    if isinstance(value, str) and value.startswith("unix://"):
+        return [rule] if host_path_errors(value[len("unix://"):], where, max_length=SOCKET_PATH_MAX) else []
+    if not isinstance(value, str) or not DOCKER_REMOTE_RE.fullmatch(value):
+        return [rule]
+    return []
+
+
+def address_errors(value: object, where: str) -> list[str]:
+    """Check a host name (lowercase RFC 1123) or an IP address."""
+    if isinstance(value, str):
+        try:
+            ipaddress.ip_address(value)
+            return []
+        except ValueError:
+            pass
+    if not isinstance(value, str) or not HOSTNAME_RE.fullmatch(value):
+        return ["%s: %s must be a lowercase host name such as db.example.com or an IP address" % (where, shown(value))]
+    return []
+
+
+# A PostgreSQL role or database name a connection uses: no quoting needed anywhere it goes.
+PG_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+def pg_name_errors(name: object, where: str) -> list[str]:
+    """Check a PostgreSQL role or database name to connect as or to (letters, digits, '_'; at most 63)."""
+    if not isinstance(name, str) or not PG_NAME_RE.fullmatch(name):
+        return ["%s: %s must be a PostgreSQL name of letters, digits and '_', not starting with a digit "
+                "(at most 63 characters)" % (where, shown(name))]
     return []
 
 

@@ -13,18 +13,27 @@ from __future__ import annotations
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
 from ansible_collections.rotor.vps.plugins.module_utils._validate import (
+    SOCKET_PATH_MAX,
     claim_errors,
     container_limit_errors,
     backend_name_errors,
     calendar_errors,
+    capability_errors,
+    container_user_errors,
+    docker_host_errors,
+    docker_name_errors,
     duplicate_errors,
     duration_errors,
     env_errors,
     haproxy_time_errors,
     health_path_errors,
+    host_path_errors,
     hostname_errors,
+    image_errors,
+    label_errors,
     port_errors,
     service_name_errors,
+    text_errors,
     tmpfs_mount_errors,
     whole_number_errors,
 )
@@ -122,6 +131,8 @@ def service_errors(p: dict, where: str = "", names: dict | None = None) -> list[
     errors = service_name_errors(p["service"], at("service")) + backend_name_errors(p["backend"], at("backend"))
     if p["state"] != "absent" and not (p["image"] or "").strip():
         errors.append("%s: required unless state is absent" % at("image"))
+    elif p["image"] is not None:
+        errors += image_errors(p["image"], at("image"))
     errors += whole_number_errors(p["replicas"], at("replicas"), 1, hint=" (use state=absent to remove the service)")
     errors += port_errors(p["port"], at("port"))
     errors += health_path_errors(p["health_path"], at("health_path"))
@@ -133,9 +144,37 @@ def service_errors(p: dict, where: str = "", names: dict | None = None) -> list[
     errors += container_limit_errors(p, at)
     errors += tmpfs_mount_errors(p["tmpfs"], at("tmpfs"))
     errors += env_errors(p["env"], at("env"))
+    errors += capability_errors(p["cap_drop"], at("cap_drop")) + capability_errors(p["cap_add"], at("cap_add"))
+    if p["user"] is not None:
+        errors += container_user_errors(p["user"], at("user"))
+    errors += label_errors(p["labels"], at("labels"))
     for index, host in enumerate(p["routes"] or []):
         errors += hostname_errors(host, "%s[%d]" % (at("routes"), index))
     return errors + switch_errors(p, at)
+
+
+# HOST_SPEC's paths (and a module's metrics directory): where the files live on the host, and HAProxy's
+# view of its configuration directory, which goes into its runtime commands as it is.
+HOST_PATHS = ("lock_dir", "audit_log", "haproxy_config_dir", "haproxy_config_mount", "metrics_dir")
+SOCKET_PATHS = ("haproxy_socket", "haproxy_master_socket")
+ACTOR_MAX = 200
+
+
+def host_errors(p: dict) -> list[str]:
+    """The rules of HOST_SPEC's options (and of ``metrics_dir``, ``haproxy_master_socket`` and
+    ``haproxy_container`` when the module has them): plain absolute paths, an engine address, a one-line actor."""
+    errors = []
+    for key in HOST_PATHS:
+        if key in p and not (key == "metrics_dir" and p[key] == ""):  # an empty metrics_dir: no metrics
+            errors += host_path_errors(p[key], key)
+    for key in SOCKET_PATHS:
+        if key in p:
+            errors += host_path_errors(p[key], key, max_length=SOCKET_PATH_MAX)
+    if p.get("actor") is not None:
+        errors += text_errors(p["actor"], "actor", max_length=ACTOR_MAX)
+    if "haproxy_container" in p:
+        errors += docker_name_errors(p["haproxy_container"], "haproxy_container")
+    return errors + docker_host_errors(p["docker_host"], "docker_host")
 
 
 def checked_service_errors(options: dict, where: str = "", names: dict | None = None) -> list[str]:

@@ -253,6 +253,13 @@ from ansible_collections.rotor.vps.plugins.module_utils._haproxy_runtime import 
 )
 from ansible_collections.rotor.vps.plugins.module_utils._host_lock import HostLock, LockTimeout
 from ansible_collections.rotor.vps.plugins.module_utils._module_run import add_diff, plan_and_apply, refuse_bad_input
+from ansible_collections.rotor.vps.plugins.module_utils._validate import (
+    address_errors,
+    docker_name_errors,
+    host_path_errors,
+    image_errors,
+)
+from ansible_collections.rotor.vps.plugins.module_utils._web_service import host_errors
 
 from ansible_collections.rotor.vps.plugins.module_utils._docker_engine import DockerEngine, EngineError
 
@@ -293,14 +300,21 @@ ARGUMENT_SPEC = dict(
 
 
 def input_errors(p: dict) -> list[str]:
-    errors = site_errors(p)
+    errors = site_errors(p) + host_errors(p)
     for name in ("timeout", "verify_port"):
         if p[name] < 1:
             errors.append("%s: %r must be at least 1" % (name, p[name]))
+    for name in ("certbot_dir", "webroot", "state_dir"):
+        errors += host_path_errors(p[name], name)
+    # Mounted into certbot's container, run by certbot's hooks through a shell: plain paths only.
     for name in ("ca_bundle", "dns_hook", "certbot_binary"):
-        if p[name] and not os.path.isfile(p[name]):
-            errors.append("%s: %s is not a file on the host" % (name, p[name]))
-    return errors
+        if p[name]:
+            problems = host_path_errors(p[name], name)
+            if not problems and not os.path.isfile(p[name]):
+                problems = ["%s: %r is not a file on the host" % (name, p[name])]
+            errors += problems
+    errors += image_errors(p["image"], "image") + docker_name_errors(p["network"], "network")
+    return errors + address_errors(p["verify_address"], "verify_address")
 
 
 def build(module: AnsibleModule) -> CertbotSite:

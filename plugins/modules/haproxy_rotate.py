@@ -274,6 +274,7 @@ from ansible_collections.rotor.vps.plugins.module_utils._web_container import Co
 from ansible_collections.rotor.vps.plugins.module_utils._web_service import (
     HOST_SPEC,
     SERVICE_SPEC,
+    host_errors,
     server_options,
     service_errors,
 )
@@ -311,7 +312,7 @@ def main() -> None:
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     if not HAS_DOCKER:
         module.fail_json(msg=missing_required_lib("docker (python3-docker)"))
-    refuse_bad_input(module, service_errors(module.params))
+    refuse_bad_input(module, service_errors(module.params) + host_errors(module.params))
     rotation = build(module)
     result = dict(changed=False, actions=[], replacements=[], servers=[])
     try:

@@ -260,7 +260,7 @@ from ansible_collections.rotor.vps.plugins.module_utils._postgrest import (
 )
 from ansible_collections.rotor.vps.plugins.module_utils._postgrest_spawn import LIMITS_MAP, Spawn, SpawnError, Tenant
 from ansible_collections.rotor.vps.plugins.module_utils._web_container import ContainerError, Docker, WebSpec
-from ansible_collections.rotor.vps.plugins.module_utils._web_service import HOST_SPEC, server_options
+from ansible_collections.rotor.vps.plugins.module_utils._web_service import HOST_SPEC, host_errors, server_options
 
 HAS_DOCKER = importlib.util.find_spec("docker") is not None
 
@@ -319,7 +319,7 @@ def main() -> None:
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     if not HAS_DOCKER:
         module.fail_json(msg=missing_required_lib("docker (python3-docker)"))
-    refuse_bad_input(module, postgrest_errors(module.params))
+    refuse_bad_input(module, postgrest_errors(module.params) + host_errors(module.params))
     spawn = build(module)
     tenant = module.params["tenant"]
     result = dict(changed=False, actions=[], replacements=[], containers=[], backend=spawn.tenant.backend)

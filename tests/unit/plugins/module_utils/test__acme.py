@@ -85,6 +85,7 @@ def test_backoff_grows_and_is_capped():
 def test_directories_by_name_or_https_url():
     assert acme_directory_url("letsencrypt-staging").startswith("https://acme-staging-v02.")
     assert acme_directory_url("https://pebble.lab.test:14000/dir") == "https://pebble.lab.test:14000/dir"
+    assert acme_directory_url("https://[::1]:14000/acme/dir/") == "https://[::1]:14000/acme/dir/"
     with pytest.raises(ValueError, match="must be letsencrypt or letsencrypt-staging or an https:// URL"):
         acme_directory_url("http://pebble:14000/dir")
 
@@ -94,6 +95,7 @@ GOOD = {"domains": ["a.example.com", "b.example.com"], "email": "admin@example.c
 
 def test_valid_sites_pass():
     assert site_errors(GOOD) == []
+    assert site_errors(dict(GOOD, email="first.last+certs@mail.example.com")) == []
     assert site_errors({"domains": ["*.example.com", "example.com"], "challenge": "dns-01",
                         "dns_hook": "/usr/local/bin/publish-txt", "key_type": "rsa", "renew_days": 10,
                         "acme_directory": "https://127.0.0.1:14000/dir"}) == []
@@ -115,6 +117,13 @@ def test_valid_sites_pass():
     ({"renew_days": 0}, "renew_days: 0 must be a whole number of days of at least 1"),
     ({"renew_days": True}, "renew_days: True must be a whole number"),
     ({"acme_directory": "staging"}, "acme_directory: must be letsencrypt or letsencrypt-staging or an https:// URL"),
+    ({"acme_directory": "https://ca.example/dir/../../../etc"}, "acme_directory: must be letsencrypt"),
+    ({"acme_directory": "https://ca.example/dir$(id)"}, "acme_directory: must be letsencrypt"),
+    ({"acme_directory": "https://ca.exampl\u0435/dir"}, "acme_directory: must be letsencrypt"),
+    ({"acme_directory": "https://ca.example/" + "d" * 2000}, "acme_directory: must be letsencrypt"),
+    ({"email": "admin`id`@example.com"}, "email: 'admin`id`@example.com' must be an address"),
+    ({"email": "admin|sh@example.com"}, "email: 'admin|sh@example.com' must be an address"),
+    ({"email": "a" * 250 + "@example.com"}, "email: "),
 ])
 def test_bad_input_is_named_with_its_rule(change, message):
     errors = site_errors(dict(GOOD, **change), where="certbot_sites[0].")

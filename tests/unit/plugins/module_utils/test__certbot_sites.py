@@ -124,4 +124,5 @@ def test_a_bad_default_is_named_once_not_per_site(settings):
     settings["certbot_sites"] = [{"domains": ["a.example"]}, {"domains": ["b.example"]}]
     settings["certbot_email"] = "nobody"
     assert certbot_input_errors(settings) == ["certbot_email: 'nobody' must be an address such as admin@example.com "
-                                              "(the CA writes to it about expiry and its terms)"]
+                                              "(the CA writes to it about expiry and its terms): at most 254 characters, "
+                                              "only letters, digits and ._%+- before the @"]

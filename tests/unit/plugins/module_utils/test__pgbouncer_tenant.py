@@ -80,7 +80,7 @@ def fresh(password: str) -> str:
     ({"options": {"pool_size": 3}}, "options: 'pool_size' is set by its own option"),
     ({"options": {"password": "x"}}, "options: 'password' is not allowed"),
     ({"options": {"Bad-Key": "x"}}, "options: setting name 'Bad-Key' must be"),
-    ({"options": {"application_name": "a\nb"}}, "must be one line (no line breaks or NUL characters)"),
+    ({"options": {"application_name": "a\nb"}}, "must be one line of printable characters"),
     ({"options": {"application_name": True}}, "must be a string or a whole number"),
     ({"config": "relative.ini"}, "config: 'relative.ini' must be an absolute path"),
     ({"userlist": "/etc/rotor/pgbouncer/databases.ini"}, "config and userlist: must be two different files"),
@@ -104,6 +104,35 @@ def test_host_is_a_name_or_a_socket_directory(host):
 def test_socket_directory_host_is_written_unquoted():
     plan = make_plan(settings(host="/var/run/postgresql"), Observed(CONFIG, ""))
     assert "acme = host=/var/run/postgresql port=5432 dbname=acme" in plan.config_text
+
+
+CONNECTION = dict(admin_host="/var/lib/rotor/pgbouncer/run", admin_user="pgbouncer_admin", admin_password="admin pw",
+                  log_container="rotor-pgbouncer", docker_host="unix:///var/run/docker.sock", login_unix_socket=None,
+                  login_host=None, login_user="postgres", login_password=None, login_db="postgres")
+
+
+@pytest.mark.parametrize("overrides,message", [
+    ({"admin_host": "/var/lib/rotor/pgbouncer/run;id"},
+     "admin_host: '/var/lib/rotor/pgbouncer/run;id' must be a host name, or the absolute path of PgBouncer's socket "
+     "directory"),
+    ({"admin_host": "bad host"}, "admin_host: 'bad host' must be a lowercase host name"),
+    ({"admin_user": 'admin"; DROP ROLE x; --'}, "admin_user: 'admin\"; DROP ROLE x; --' must be a PostgreSQL name"),
+    ({"login_user": "postgres--"}, "login_user: 'postgres--' must be a PostgreSQL name"),
+    ({"login_db": "postgres$$"}, "login_db: 'postgres$$' must be a PostgreSQL name"),
+    ({"log_container": "rotor pgbouncer"}, "log_container: 'rotor pgbouncer' must start with a letter or digit"),
+    ({"docker_host": "unix://docker.sock"}, "docker_host: 'unix://docker.sock' must be unix:///<absolute path"),
+    ({"login_unix_socket": "/run/pg/../x"}, "login_unix_socket: '/run/pg/../x' must be an absolute path"),
+    ({"login_host": "db.example.com\nx"}, "login_host: 'db.example.com\\nx' must be a lowercase host name"),
+    ({"admin_password": "pw\x00"}, "admin_password: must not contain a NUL character (the value is not shown)"),
+    ({"password": "pw\x00"}, "password: must not contain a NUL character (the value is not shown)"),
+    ({"config": "/etc/rotor/pgbouncer/databases.ini\x00"}, "config: '/etc/rotor/pgbouncer/databases.ini\\x00' must be"),
+    ({"options": {"application_name": "a\x1bb"}}, "options.application_name: must be one line of printable characters"),
+])
+def test_connection_names_and_paths_are_plain(overrides, message):
+    assert input_errors(dict(PARAMS, **CONNECTION)) == []
+    assert input_errors(dict(PARAMS, **dict(CONNECTION, log_container="", login_host="::1"))) == []
+    errors = input_errors(dict(PARAMS, **dict(CONNECTION, **overrides)))
+    assert len(errors) == 1 and errors[0].startswith(message), errors
 
 
 def test_secret_values_are_never_echoed():

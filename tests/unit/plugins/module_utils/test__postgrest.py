@@ -68,6 +68,15 @@ BAD = [
     ({"settings": {"server-trace-header": "a\nb"}}, "settings.server-trace-header: must be one line"),
     ({"networks": []}, "networks: at least one network is required"),
     ({"pgbouncer_host": "bad host"}, "pgbouncer_host"),
+    ({"image": "postgrest/postgrest:v12.0.2;id"}, "image: 'postgrest/postgrest:v12.0.2;id' must be a Docker image"),
+    ({"config_dir": "/etc/rotor/../postgrest"}, "config_dir: '/etc/rotor/../postgrest' must be an absolute path"),
+    ({"config_dir": "/etc/rotor/post grest"}, "config_dir: '/etc/rotor/post grest' must be an absolute path"),
+    ({"user": "\uff11000"}, "must be a numeric uid or uid:gid"),
+    ({"jwt_aud": "acme\x1b[2J"}, "jwt_aud: must be one line of printable characters without quotes"),
+    ({"jwt_secret": "s" * 40 + "\x00"}, "jwt_secret: must not contain a NUL character"),
+    ({"authenticator_password": "pw\x00"}, "authenticator_password: must not contain a NUL character"),
+    ({"settings": {"log-level\n[x]": "error"}}, "settings.'log-level\\n[x]': not a setting PostgREST 12 knows"),
+    ({"settings": {"app.settings.x": "a\tb"}}, "settings.app.settings.x: must be one line of printable characters"),
 ]
 
 

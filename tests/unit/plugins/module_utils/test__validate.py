@@ -6,8 +6,22 @@ from collections.abc import Mapping
 import pytest
 
 from ansible_collections.rotor.vps.plugins.module_utils._validate import (
+    address_errors,
+    capability_errors,
+    container_user_errors,
+    docker_host_errors,
     duration_seconds,
+    env_errors,
+    health_path_errors,
+    host_path_errors,
     hostname_errors,
+    image_errors,
+    label_errors,
+    no_nul_errors,
+    pg_name_errors,
+    shown,
+    socket_dir_errors,
+    text_errors,
     network_errors,
     plain,
     plain_input,
@@ -142,8 +156,10 @@ def test_tmpfs_mount_errors():
         {"path": "/x", "size": "1m"},
     ])
     assert errors == [
-        "tmpfs[0].path: 'tmp' must be an absolute path other than / without ',', ':' or spaces",
-        "tmpfs[1].path: '/a,b' must be an absolute path other than / without ',', ':' or spaces",
+        "tmpfs[0].path: 'tmp' must be an absolute path other than / of letters, digits, '.', '_' and '-' "
+        "(no '.' or '..' components)",
+        "tmpfs[1].path: '/a,b' must be an absolute path other than / of letters, digits, '.', '_' and '-' "
+        "(no '.' or '..' components)",
         "tmpfs[1].size: must be a positive whole number with an optional k, m or g suffix (e.g. 64m), got '0'",
         "tmpfs[2].mode: '9' must be an octal mode string such as '1777' or '0750'",
         "tmpfs[3].path: '/x' is already used by tmpfs[2]; names must be unique",
@@ -183,3 +199,66 @@ def test_plain_input_hands_plain_arguments_to_the_filter():
     settings, role, options = seen[0]
     assert isinstance(settings["x"], dict) and role == "tenants" and isinstance(options["hosts"], dict)
     copy.deepcopy(seen)
+
+
+# The rules of names, paths and free text that reach HAProxy, INI files, SQL, a shell or Docker:
+# (check, valid values, refused values, words of the message for the first refused one).
+TEXT_RULES = [
+    (host_path_errors, ["/var/lib/rotor", "/etc/rotor/haproxy/", "/run/lock/rotor-1.x"],
+     ["relative/path", "/var/lib/../etc", "/a/./b", "/a b", "/a;b", "/a:b", "/a,b", "/a\x00b", "/a\nb", "/\u0430",
+      "/" + "a" * 5000, "", None], "must be an absolute path of letters, digits"),
+    (socket_dir_errors, ["/var/run/postgresql"], ["/var/run/postgresql/", "/var/run/../pg"], "must be an absolute path"),
+    (image_errors, ["haproxy:3.0", "rotor-lab/demo-web:1", "registry.example.com:5000/team/app:1.2",
+                    "app@sha256:" + "a" * 64, "gcr.io/cadvisor/cadvisor:v0.38.7"],
+     ["App:1", "app:1 --privileged", "app;id", "app\n", "/app", "app:" + "1" * 200, "\u0430pp"],
+     "must be a Docker image reference"),
+    (container_user_errors, ["1000", "1000:1000", "app:app", "www-data"],
+     ["1000:1000:1", "root;id", "1000 ", "\uff11000", "a$(id)"], "must be a user name or uid"),
+    (docker_host_errors, ["unix:///var/run/docker.sock", "tcp://127.0.0.1:2375", "ssh://root@vps.example.com",
+                          "https://[::1]:2376"],
+     ["unix://relative.sock", "unix:///var/../docker.sock", "unix:///" + "a" * 200, "tcp://host:2375/x;id",
+      "/var/run/docker.sock", "tcp://h\u043est:1"], "must be unix:///<absolute path of the socket>"),
+    (address_errors, ["127.0.0.1", "::1", "db.example.com", "rotor-postgres"],
+     ["db.example.com;id", "DB", "db example", "\u0430.example"], "must be a lowercase host name"),
+    (pg_name_errors, ["postgres", "pgbouncer_admin", "Admin"],
+     ['a"b', "a'b", "a;b", "a--", "a$$", "9a", "a" * 64, "\u0430"], "must be a PostgreSQL name"),
+    (health_path_errors, ["/healthz", "/api/v1/ready?full=1&x=(y)", "/a;b=c"],
+     ["healthz", "/a b", "/a#b", "/$(id)", "/a'b", "/a`b`", "/a|b", "/\u0430", "/a\x00", "/" + "a" * 2000],
+     "must start with /"),
+    (text_errors, ["user root", "awx job 12", "José's deploy; ok=1"],
+     ["a\nb", "a\rb", "a\x00", "a\tb", "a\x1b[2J", "a\u2028b", "a\x85", "a\u200bb", "\u202eab"],
+     "must be one line of printable characters"),
+]
+
+
+@pytest.mark.parametrize("check,valid,refused,words", TEXT_RULES, ids=[rule[0].__name__ for rule in TEXT_RULES])
+def test_text_rules(check, valid, refused, words):
+    for value in valid:
+        assert check(value, "opt") == [], value
+    for value in refused:
+        errors = check(value, "opt")
+        assert len(errors) == 1 and errors[0].startswith("opt"), (value, errors)
+        assert value is None or len(str(value)) < 100 or len(errors[0]) < 300, "a long value is cut: %s" % errors
+    first = check(refused[0], "opt")[0]
+    assert words in first or "is longer than" in first, first
+
+
+def test_capabilities_labels_env_and_secrets():
+    assert capability_errors(["ALL", "NET_BIND_SERVICE", "cap_chown"], "cap_add") == []
+    assert capability_errors(["ALL", "NET_ADMIN;id", "SYS ADMIN"], "cap_add") == [
+        "cap_add[1]: 'NET_ADMIN;id' must be a capability name such as NET_BIND_SERVICE, or ALL",
+        "cap_add[2]: 'SYS ADMIN' must be a capability name such as NET_BIND_SERVICE, or ALL"]
+    assert label_errors({"org.example.team": "web ops"}, "labels") == []
+    assert label_errors({"a b": "x"}, "labels")[0].startswith("labels: label name 'a b' must start with")
+    assert label_errors({"org.example/../x": "x"}, "labels")[0].startswith("labels: label name")
+    assert label_errors({"team": "a\nb"}, "labels") == [
+        "labels.team: must be one line of printable characters (no line breaks, tabs, NUL, other control characters "
+        "or invisible format characters)"]
+    assert env_errors({"TOKEN": "s3cret\x00x"}, "env") == [
+        "env.TOKEN: must not contain a NUL character (the value is not shown)"]
+    assert env_errors({"PEM": "line 1\nline 2"}, "env") == []
+    assert no_nul_errors("any 'thing' \n at all", "password") == []
+    assert "s3cret" not in no_nul_errors("s3cret\x00", "password")[0]
+    assert text_errors("a" * 300, "actor", max_length=200) == [
+        "actor: %s is longer than 200 characters" % shown("a" * 300)]
+    assert "s3cret" not in text_errors("s3cret" * 50, "token", max_length=10, secret=True)[0]

@@ -41,11 +41,23 @@ CASES = [
     ("port", 0, "must be a whole number from 1 to 65535"),
     ("port", 70000, "must be a whole number from 1 to 65535"),
     ("port", 8081, None),
-    ("health_path", "healthz", "must start with / and contain no spaces, quotes or backslashes"),
+    ("health_path", "healthz", "must start with / and contain no spaces, quotes, backslashes"),
     ("health_path", "/a b", "must start with /"),
     ("health_path", '/a"b', "must start with /"),
     ("health_path", "/a\\b", "must start with /"),
     ("health_path", "/ready?full=1", None),
+    ("health_path", "/a#b", "must start with /"),
+    ("health_path", "/$(id)", "must start with /"),
+    ("image", "rotor-lab/demo-web:1 --privileged", "must be a Docker image reference"),
+    ("image", "Demo:1", "must be a Docker image reference"),
+    ("image", "registry.example.com:5000/team/app:1.2", None),
+    ("env", {"TOKEN": "a\x00b"}, "must not contain a NUL character (the value is not shown)"),
+    ("cap_add", ["NET_ADMIN;id"], "must be a capability name"),
+    ("cap_drop", ["ALL", "all capabilities"], "must be a capability name"),
+    ("user", "root;id", "must be a user name or uid"),
+    ("user", "app:app", None),
+    ("labels", {"team name": "web"}, "label name 'team name' must start with a letter or digit"),
+    ("labels", {"team": "web\nops"}, "must be one line of printable characters"),
     ("env", {"1BAD": "x"}, "is not a valid environment variable name"),
     ("env", {"LOG_LEVEL": "info"}, None),
     ("networks", [], "at least one network is required"),
@@ -133,7 +145,7 @@ def test_both_paths_refuse_exactly_the_same_inputs(option, value, words):
         assert len(by_module) == 1 or option == "tmpfs", by_module
         assert words in by_module[0], by_module
         # Named by the option (argument-spec errors name it inside the message).
-        assert by_module[0].startswith((option + ":", option + "[", "options: ")), by_module
+        assert by_module[0].startswith((option + ":", option + "[", option + ".", "options: ")), by_module
         assert option in by_module[0] or option == "service", by_module
 
 
