@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 from urllib.parse import quote
 
+from ansible_collections.rotor.vps.plugins.module_utils._haproxy_backend import retry_lines
 from ansible_collections.rotor.vps.plugins.module_utils._pgbouncer_ini import tenant_name_errors
 from ansible_collections.rotor.vps.plugins.module_utils._validate import (
     container_limit_errors,
@@ -104,7 +105,7 @@ POSTGREST_SPEC = dict(
     admin_port=dict(type="int", default=3001),
     networks=dict(type="list", elements="str", default=["app", "data"]),
     memory=dict(type="str", default="64m"),
-    cpus=dict(type="float"),
+    cpus=dict(type="float", default=1.0),
     pids_limit=dict(type="int", default=64),
     user=dict(type="str", default="1000"),
     settings=dict(type="dict", default={}),
@@ -315,8 +316,7 @@ def backend_lines(p: dict, limits_map: str) -> list:
         "option httpchk",
         "http-check send meth GET uri /ready",
         "http-check expect status 200",
-        "retries 2",
-        "option redispatch",
+        *retry_lines(2),
         "stick-table type ipv6 size 100k expire %s store http_req_rate(%s)" % (period, period),
         "http-request track-sc1 src",
         "http-request set-var(txn.tenant_rate_limit) be_name,map_str_int(%s,0)" % limits_map,

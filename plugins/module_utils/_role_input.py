@@ -36,6 +36,7 @@ from ansible_collections.rotor.vps.plugins.module_utils._validate import (
     listed_name_errors,
     memory_bytes,
     memory_errors,
+    positive_number_errors,
     network_errors,
     one_line_errors,
     pg_memory_bytes,
@@ -87,6 +88,19 @@ def _secret(settings: dict, name: str, why: str) -> list[str]:
     if isinstance(value, str) and value:
         return []
     return ["%s: required (keep it in the vault), %s" % (name, why)]
+
+
+def _container_limits(settings: dict, prefix: str, keys: tuple = ("memory", "cpus", "pids_limit")) -> list[str]:
+    """A role's container limits, ``<prefix>_memory``, ``<prefix>_cpus`` and ``<prefix>_pids_limit`` (of ``keys``)."""
+    errors = memory_errors(settings.get(prefix + "_memory"), prefix + "_memory") if "memory" in keys else []
+    if "cpus" in keys:
+        cpus = settings.get(prefix + "_cpus")
+        try:
+            cpus = float(cpus) if isinstance(cpus, str) else cpus
+        except ValueError:
+            pass  # reported as it is
+        errors += positive_number_errors(cpus, prefix + "_cpus")
+    return errors + (_number(settings, prefix + "_pids_limit", 1) if "pids_limit" in keys else [])
 
 
 def _address_errors(value: object, where: str, *, allow_empty: bool) -> list[str]:
@@ -212,6 +226,7 @@ def haproxy_input_errors(s: dict, reserved: Optional[list] = None) -> list[str]:
                       "digits, '_', '.' and '-'" % (s.get("haproxy_container_name"),))
     if not s.get("haproxy_image"):
         errors.append("haproxy_image: required")
+    errors += _container_limits(s, "haproxy")
     for name in ("haproxy_http_port", "haproxy_https_port", "haproxy_stats_port"):
         errors += port_errors(s.get(name), name)
     if s.get("haproxy_http_port") == s.get("haproxy_https_port") and is_int(s.get("haproxy_http_port")):
@@ -296,6 +311,9 @@ def haproxy_admin_service_errors(services: object, s: dict) -> list[str]:
 def postgres_input_errors(s: dict, managed: Optional[list] = None) -> list[str]:
     """The postgres role's variables; ``managed`` lists the settings the role writes itself."""
     errors = _secret(s, "postgres_superuser_password", 'it is the password of the superuser "postgres"')
+    if not isinstance(s.get("postgres_superuser_previous_password") or "", str):
+        errors.append("postgres_superuser_previous_password: must be a string (the current password, from the vault), "
+                      "or empty")
     errors += _number(s, "postgres_tenant_connection_budget", 1)
     reserve, reserved = as_int(s.get("postgres_connection_reserve")), as_int(s.get("postgres_superuser_reserved_connections"))
     if reserve is None or reserved is None or reserve <= reserved:
@@ -310,6 +328,7 @@ def postgres_input_errors(s: dict, managed: Optional[list] = None) -> list[str]:
             errors.append("postgres_pids_limit: %r must leave room for one process per connection: at least "
                           "max_connections + 32 = %d" % (s.get("postgres_pids_limit"), floor))
     errors += postgres_memory_errors(s, None if budget is None or reserve is None else budget + reserve)
+    errors += _container_limits(s, "postgres", keys=("cpus",))
 
     def name_errors(key: object, where: str) -> list[str]:
         if isinstance(key, str) and PG_SETTING_RE.fullmatch(key):
@@ -367,6 +386,7 @@ def pgbouncer_input_errors(s: dict, managed: Optional[list] = None) -> list[str]
     port = s.get("pgbouncer_port")
     errors += port_errors(as_int(port) if as_int(port) is not None else port, "pgbouncer_port", minimum=1024)
     errors += _number(s, "pgbouncer_max_client_conn", 1)
+    errors += _container_limits(s, "pgbouncer")
     errors += _number(s, "pgbouncer_default_pool_size", 1)
     socket_dir = s.get("pgbouncer_postgres_socket_dir")
     if socket_dir != "":
@@ -407,6 +427,7 @@ def certbot_input_errors(s: dict) -> list[str]:
     errors += _number(s, "certbot_run_timeout", 60, hint=" (seconds)")
     errors += _number(s, "certbot_timeout", 10, hint=" (seconds)")
     errors += port_errors(s.get("certbot_webroot_port"), "certbot_webroot_port", minimum=1024)
+    errors += _container_limits(s, "certbot_webroot")
     if not CONTAINER_NAME_RE.match(str(s.get("certbot_webroot_container_name", ""))):
         errors.append("certbot_webroot_container_name: %r must start with a letter or digit and contain only letters, "
                       "digits, '_', '.' and '-'" % (s.get("certbot_webroot_container_name"),))

@@ -12,13 +12,18 @@ description:
   - Manages the containers of one service behind one HAProxy backend of the P(rotor.vps.haproxy#role) role,
     and the host names routed to that backend.
   - A replacement starts a fresh container (random name, fresh tmpfs, new address), waits until it answers its
-    health path, adds it to the backend through the runtime API with health checks on, waits until HAProxy
+    health path, adds it to the backend through the runtime API with health checks on (and C(UP) at once, as
+    it has just answered; HAProxy's own checks take it down after O(check_fall) failures), waits until HAProxy
     itself reports it C(UP), drains the old server until its sessions end (at most O(drain_timeout)), deletes
     it from HAProxy and stops and removes the old container. Containers are replaced one at a time.
   - The backend's file in C(conf.d/) always lists the servers that serve, so a reload or restart of HAProxy
     at any moment loses none of them.
   - A failure before the switch removes the new container and leaves the old ones serving; the error names
     the step that failed.
+  - A run that changed anything ends with a check of the whole service, every replica running and C(UP) in
+    HAProxy at its container's address; a replica that died or went C(DOWN) during the run is replaced then
+    (the reason starts with C(end-of-run check:)), at most twice, and one still missing fails the run
+    (C(step=check)).
   - Two runs for one backend never overlap; the second waits for the first (at most O(lock_timeout)).
   - Every replacement appends a JSON line to O(audit_log) and updates Prometheus textfile metrics in
     O(metrics_dir).
@@ -50,7 +55,8 @@ options:
   state:
     description:
       - V(present) ensures O(replicas) containers of the current spec serve, replacing any whose spec or image
-        differs, that are older than O(max_age), or that HAProxy does not know.
+        differs, that are older than O(max_age), that HAProxy does not know, or that HAProxy reports C(DOWN)
+        (a server an operator put in C(MAINT) or C(DRAIN) is left alone).
       - V(rotated) replaces every container, one at a time.
       - V(absent) drains and removes every container of the service and its routes.
     type: str
@@ -130,12 +136,15 @@ options:
   memory:
     description: Memory limit (V(128m), V(1g)).
     type: str
+    default: 256m
   cpus:
-    description: CPU limit, in CPUs (V(0.5)).
+    description: CPU limit, in CPUs (V(0.5)); at most the host's number of CPUs.
     type: float
+    default: 1.0
   pids_limit:
     description: Maximum number of processes in a container.
     type: int
+    default: 256
   read_only:
     description: Mount the container's root file system read-only.
     type: bool
@@ -319,7 +328,8 @@ def main() -> None:
         rotation.preflight()
         outcome = plan_and_apply(module, lock=rotation.lock, plan=rotation.plan, apply=rotation.apply)
         plan = outcome.plan
-        result.update(changed=plan.changes, actions=plan.actions(), replacements=outcome.applied or [],
+        result.update(changed=plan.changes or bool(outcome.applied), actions=plan.actions(),
+                      replacements=outcome.applied or [],
                       servers=plan.servers_after if module.check_mode else sorted(
                           rotation.runtime.servers(rotation.settings.backend)))
         add_diff(module, result, lambda: dict(before={"servers": plan.servers_before},

@@ -123,8 +123,9 @@ options:
     type: str
     default: 64m
   cpus:
-    description: CPU limit of the container, in CPUs.
+    description: CPU limit of the container, in CPUs; at most the host's number of CPUs.
     type: float
+    default: 1.0
   pids_limit:
     description: Most processes (threads) in the container.
     type: int
