@@ -204,6 +204,7 @@ def observability_input_errors(s: dict) -> list[str]:
     errors += _secret_errors(s, "observability_postgres_monitor_password", "postgres_exporter")
     errors += _secret_errors(s, "observability_pgbouncer_stats_password", "pgbouncer_exporter")
     errors += _secret_errors(s, "observability_grafana_admin_password", "grafana")
+    errors += _secret_errors(s, "observability_docker_api_token", "alloy")
     return errors
 
 

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Requests to the Docker API broker (rotor.vps.socket_proxy) that it must deny, and some it must let through.
 
 Run on the VPS (python3, standard library only) against the broker's addresses; prints one JSON
@@ -119,8 +118,8 @@ def cases(token: str, container: str, network: str) -> list[dict]:
     add("two Host headers", request("GET", "/_ping", [host, ("Host", "other"), auth, close]))
     add("a body on GET", request("GET", "/_ping", [host, auth, ("Content-Length", "5"), close], body=b"hello"))
     add("chunked GET", request("GET", "/_ping", [host, auth, ("Transfer-Encoding", "chunked"), close], body=b"0\r\n\r\n"))
-    add("upgrade", request("GET", fill("/containers/{c}/logs"), [host, auth, ("Connection", "Upgrade"),
-                                                                ("Upgrade", "websocket")]))
+    upgrade = [host, auth, ("Connection", "Upgrade"), ("Upgrade", "websocket")]
+    add("upgrade", request("GET", fill("/containers/{c}/logs"), upgrade))
     add("absolute URI of exec", request("GET", fill("http://docker/containers/{c}/exec"), [host, auth, close]))
     add("asterisk", request("GET", "*", [host, auth, close]))
     add("control character", request("GET", "/_ping\x01", [host, auth, close]))
@@ -184,7 +183,7 @@ def send(address: str, port: int, raw: bytes, timeout: float = 10) -> dict:
     status_line = head.split(b"\r\n")[0].decode("latin-1")
     parts = status_line.split()
     status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
-    return {"status": status, "body": body[:2000].decode("utf-8", "replace"), "head": head.decode("latin-1")}
+    return {"status": status, "body": body[:65536].decode("utf-8", "replace"), "head": head.decode("latin-1")}
 
 
 def main() -> int:

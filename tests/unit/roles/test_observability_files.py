@@ -311,7 +311,9 @@ def test_alloy_ships_to_loki_and_reads_the_audit_log(alloy):
     assert _alloy_values(alloy, "__path__") == [DEFAULTS["observability_audit_log"]]
     assert _alloy_values(alloy, "job") == ["containers", "rotor-audit"]
     assert _alloy_values(alloy, "replacement") == ["haproxy"]
-    assert set(_alloy_values(alloy, "host")) == {"unix:///var/run/docker.sock"}
+    # Containers and their logs through the Docker API broker with its token, never the Docker socket.
+    assert set(_alloy_values(alloy, "host")) == {"tcp://rotor-docker-api:2375"}
+    assert _alloy_values(alloy, "bearer_token_file") == ["/run/secrets/rotor/docker_api_token"] * 2
 
 
 def test_alloy_makes_only_the_service_of_audit_lines_a_label(alloy):
