@@ -24,7 +24,10 @@ class DockerEngine:
     def __init__(self, base_url: str, timeout: int = 60):
         import docker  # imported here so a module can report a missing SDK cleanly
 
-        self.client = docker.DockerClient(base_url=base_url, timeout=timeout)
+        try:
+            self.client = docker.DockerClient(base_url=base_url, timeout=timeout)
+        except docker.errors.DockerException as exc:  # the SDK asks the engine for its API version first
+            raise EngineError("could not reach the Docker engine at %s: %s" % (base_url, exc)) from exc
         self.errors = docker.errors
 
     def close(self) -> None:

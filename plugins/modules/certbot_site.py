@@ -349,7 +349,10 @@ def main() -> None:
     if not HAS_DOCKER and not module.params["certbot_binary"]:
         module.fail_json(msg=missing_required_lib("docker (python3-docker), or certbot_binary"))
     refuse_bad_input(module, input_errors(module.params))
-    site = build(module)
+    try:
+        site = build(module)
+    except EngineError as exc:
+        module.fail_json(msg="certbot_site: %s; nothing was changed" % exc)
     what = "certbot_site %s" % site.paths.name
     result = dict(changed=False, actions=[], certificate=site.paths.name)
     lock = os.path.join(module.params["lock_dir"], "certbot-%s.lock" % site.paths.name)

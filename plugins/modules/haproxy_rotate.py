@@ -322,7 +322,10 @@ def main() -> None:
     if not HAS_DOCKER:
         module.fail_json(msg=missing_required_lib("docker (python3-docker)"))
     refuse_bad_input(module, service_errors(module.params) + host_errors(module.params))
-    rotation = build(module)
+    try:
+        rotation = build(module)
+    except ContainerError as exc:
+        module.fail_json(msg="haproxy_rotate %s: %s; nothing was changed" % (module.params["service"], exc))
     result = dict(changed=False, actions=[], replacements=[], servers=[])
     try:
         rotation.preflight()

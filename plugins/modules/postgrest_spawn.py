@@ -321,8 +321,11 @@ def main() -> None:
     if not HAS_DOCKER:
         module.fail_json(msg=missing_required_lib("docker (python3-docker)"))
     refuse_bad_input(module, postgrest_errors(module.params) + host_errors(module.params))
-    spawn = build(module)
     tenant = module.params["tenant"]
+    try:
+        spawn = build(module)
+    except ContainerError as exc:
+        module.fail_json(msg="postgrest_spawn %s: %s; nothing was changed" % (tenant, exc))
     result = dict(changed=False, actions=[], replacements=[], containers=[], backend=spawn.tenant.backend)
     before = spawn.current_files()
     try:
