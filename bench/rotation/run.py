@@ -8,9 +8,16 @@ service. Fixed-rate load goes to the VPS's HAProxy (a container this benchmark c
      HAProxy) --naive times.
 It prints failed requests and latency for both, rotation wall time p50/p95 per replacement, and
 the ratio of each replacement's wall time to its new container's own start-to-healthy time.
+With --crash-every N, a serving replica is killed for good (SIGKILL, no restart) at a random moment
+of every Nth rotation: the rotation's end-of-run check or the next run replaces it, and HAProxy
+retries the requests it had on the other replica.
+
+--soak is A alone at soak scale: at least 1,000,000 requests over at least 500 rotations, a crash
+every 10th rotation, bounded by an hour (outside `make test`: about 30 minutes).
 Every load loop is bounded in count and time. Not a pass/fail test.
 
     make bench-rotation            (or: python3 bench/rotation/run.py --help)
+    make bench-rotation ARGS=--soak
 """
 
 from __future__ import annotations
@@ -18,10 +25,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -97,6 +106,16 @@ def naive_rotate(vps: str) -> None:
         sh(vps, "docker kill -s USR2 rotor-haproxy >/dev/null")
 
 
+def crash_one_replica(vps: str, delay: float, crashed: list) -> None:
+    """After ``delay`` seconds, kill one running replica of the bench service for good (as a crash)."""
+    time.sleep(delay)
+    names = sh(vps, "docker ps -q --filter label=org.rotor.vps.service=bench --filter status=running", check=False).split()
+    if names:
+        victim = random.choice(names)
+        sh(vps, "docker update --restart=no %s >/dev/null; docker kill %s >/dev/null" % (victim, victim), check=False)
+        crashed.append(victim)
+
+
 def pct(values: list, q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
@@ -109,8 +128,14 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=700, help="requests per second")
     parser.add_argument("--naive", type=int, default=10, help="naive rotations (B)")
     parser.add_argument("--max-seconds", type=float, default=600, help="hard bound on phase A")
+    parser.add_argument("--crash-every", type=int, default=0, help="kill a serving replica in every Nth rotation (A)")
+    parser.add_argument("--soak", action="store_true",
+                        help="A alone: >= 1,000,000 requests, >= 500 rotations, a crash every 10th, at most an hour")
     parser.add_argument("--keep", action="store_true", help="keep the VPS afterwards")
     args = parser.parse_args()
+    if args.soak:
+        args.rotations, args.requests, args.naive = max(args.rotations, 500), max(args.requests, 1_000_000), 0
+        args.crash_every, args.max_seconds = args.crash_every or 10, max(args.max_seconds, 3600)
 
     vps = "rotor-bench-rotation"
     subprocess.run([LAB, "vps-rm", vps], capture_output=True, check=False)
@@ -135,13 +160,17 @@ def main() -> None:
 
         log("A: haproxy_rotate under %d req/s: >= %d rotations and >= %d requests"
             % (args.rate, args.rotations, args.requests))
-        records, rotations, walls = [], 0, []
+        records, rotations, walls, crashed, crashes = [], 0, [], [], []
         started = time.monotonic()
         with loadgen.Background(target, host=HOST, rate=args.rate, duration=args.max_seconds,
                                 count=int(args.rate * args.max_seconds)) as load:
             time.sleep(2)
             while load.running and (rotations < args.rotations or load.result.sent < args.requests):
                 t = time.monotonic()
+                if args.crash_every and rotations % args.crash_every == args.crash_every - 1:
+                    crash = threading.Thread(target=crash_one_replica, args=(vps, random.uniform(0, 3), crashed))
+                    crash.start()
+                    crashes.append(crash)
                 result = rotate(inventory)
                 walls.append(time.monotonic() - t)
                 if result.get("failed"):
@@ -151,20 +180,28 @@ def main() -> None:
                 if rotations % 10 == 0:
                     log("  %d rotations, %d requests, %d failed, %.0f s" % (
                         rotations, load.result.sent, load.result.failed, time.monotonic() - started))
+            for crash in crashes:
+                crash.join(timeout=10)
             time.sleep(1)
         a = load.result
-        log("B: naive stop/start/reload under %d req/s, %d rotations" % (args.rate, args.naive))
-        with loadgen.Background(target, host=HOST, rate=args.rate, duration=args.max_seconds,
-                                count=int(args.rate * 600)) as naive:
-            time.sleep(2)
-            for _rotation in range(args.naive):
-                naive_rotate(vps)
-                time.sleep(1)
-        b = naive.result
+        b = None
+        if args.naive:
+            log("B: naive stop/start/reload under %d req/s, %d rotations" % (args.rate, args.naive))
+            with loadgen.Background(target, host=HOST, rate=args.rate, duration=args.max_seconds,
+                                    count=int(args.rate * 600)) as naive:
+                time.sleep(2)
+                for _rotation in range(args.naive):
+                    naive_rotate(vps)
+                    time.sleep(1)
+            b = naive.result
     finally:
         if not args.keep:
             subprocess.run([LAB, "vps-rm", vps], capture_output=True, check=False)
+    report(args, records, rotations, walls, crashed, a, b)
 
+
+def report(args, records: list, rotations: int, walls: list, crashed: list, a, b) -> None:
+    """Print the figures of phase A (and of B, when it ran)."""
     ok = [r for r in records if r.get("result") == "ok" and r.get("start_to_healthy")]
     durations = [r["duration"] for r in ok]
     ratios = [r["duration"] / r["start_to_healthy"] for r in ok]
@@ -172,10 +209,11 @@ def main() -> None:
     for r in ok:
         for phase, seconds in r["durations"].items():
             phases.setdefault(phase, []).append(seconds)
+    repaired = [r for r in records if r.get("reason", "").startswith("end-of-run check")]
     print()
     print("rotation benchmark (2 replicas, demo-web, %d req/s)" % args.rate)
-    print("  A. haproxy_rotate: %d rotations (%d replacements, %d failed)" % (
-        rotations, len(records), len(records) - len(ok)))
+    print("  A. haproxy_rotate: %d rotations (%d replacements, %d failed); %d serving replicas crashed, %d replacements "
+          "by an end-of-run check" % (rotations, len(records), len(records) - len(ok), len(crashed), len(repaired)))
     print("     requests: %d sent, %d failed %s; latency p50 %.1f ms, p99 %.1f ms, max %.1f ms" % (
         a.sent, a.failed, dict(a.errors) or "", a.latency(0.5), a.latency(0.99), a.latency(1.0)))
     print("     replacement wall time: p50 %.3f s, p95 %.3f s (new started -> old out of HAProxy and stopping)" % (
@@ -189,10 +227,10 @@ def main() -> None:
     print("     phases p50 (s): %s" % ", ".join("%s %.3f" % (k, statistics.median(v)) for k, v in phases.items()))
     print("     whole rotation of 2 replicas, including ansible's own start: p50 %.2f s, p95 %.2f s" % (
         pct(walls, 0.5), pct(walls, 0.95)))
-    print("  B. naive stop/start/reload: %d rotations" % args.naive)
-    print("     requests: %d sent, %d failed %s; latency p50 %.1f ms, p99 %.1f ms, max %.1f ms" % (
-        b.sent, b.failed, dict(b.errors) or "", b.latency(0.5), b.latency(0.99), b.latency(1.0)))
-
+    if b is not None:
+        print("  B. naive stop/start/reload: %d rotations" % args.naive)
+        print("     requests: %d sent, %d failed %s; latency p50 %.1f ms, p99 %.1f ms, max %.1f ms" % (
+            b.sent, b.failed, dict(b.errors) or "", b.latency(0.5), b.latency(0.99), b.latency(1.0)))
 
 if __name__ == "__main__":
     main()
