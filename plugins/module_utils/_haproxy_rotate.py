@@ -418,6 +418,11 @@ class Rotation:
         if server is None:  # HAProxy restarted from a file that did not have it yet: add it again
             self.runtime.add_server(self.settings.backend, name, address, self.settings.server_options)
             return "re-added"
+        if server.status != "UP":
+            # A container that died after its health check never comes UP: say so now, not after up_timeout.
+            state = self.docker.state(name)
+            if state != "running":
+                raise ContainerError("container %s is %s: %s" % (name, state, self.docker.logs_tail(name)))
         return server.status
 
     def _sessions(self, name: str) -> int:

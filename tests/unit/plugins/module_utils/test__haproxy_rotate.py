@@ -182,3 +182,41 @@ def test_rewritten_files_keep_the_roles_mode_and_owner(tmp_path):
     assert "server web-1 10.0.0.1:8080 check" in backend.read_text()
     assert "web.lab.test web" in host_map.read_text()
     assert runtime.calls == [("set", "web.lab.test", "web")]
+
+
+class _StatusRuntime:
+    def __init__(self, status):
+        self.status = status
+
+    def servers(self, backend):
+        return {"web-3": ServerStat("web-3", self.status, 0, "10.0.0.3:8080")}
+
+
+class _StateDocker:
+    def __init__(self, state):
+        self.state_value = state
+
+    def state(self, name):
+        return self.state_value
+
+    def logs_tail(self, name):
+        return "killed"
+
+
+@pytest.mark.parametrize("status, state, expected", [
+    ("UP", "exited", "UP"),  # UP is UP: the end-of-run check looks after a container that dies later
+    ("UP 2/3", "running", "UP 2/3"),  # still coming up: keep waiting
+    ("DOWN", "running", "DOWN"),
+    ("UP 2/3", "exited", "container web-3 is exited: killed"),  # dead: fail now, not after up_timeout
+    ("DOWN", "missing", "container web-3 is missing: killed"),
+])
+def test_waiting_for_up_stops_when_the_new_container_died(status, state, expected):
+    from ansible_collections.rotor.vps.plugins.module_utils._haproxy_rotate import Rotation
+    from ansible_collections.rotor.vps.plugins.module_utils._web_container import ContainerError
+
+    rotation = Rotation(settings(), None, _StateDocker(state), _StatusRuntime(status))
+    try:
+        seen = rotation._live_status("web-3", "10.0.0.3:8080")
+    except ContainerError as exc:
+        seen = str(exc)
+    assert seen == expected
