@@ -21,7 +21,7 @@ export ANSIBLE_FORCE_COLOR := 0
 
 .PHONY: help up test test-quick down purge status lab venv collection converge \
         unit sanity lint integration integration-quick molecule test-stages test-quick-stages \
-        bench-rotation bench-pgbouncer bench-tenants
+        bench-rotation bench-rotation-soak bench-pgbouncer bench-tenants
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -111,6 +111,9 @@ molecule: lab ## molecule: converge, idempotence, verify on trixie and bookworm,
 
 bench-rotation: venv collection lab ## benchmark: haproxy_rotate vs a naive rotation under load (prints figures)
 	python3 bench/rotation/run.py $(ARGS)
+
+bench-rotation-soak: venv collection lab ## benchmark: rotation soak, 1,000,000 requests over 500 rotations with crashes (~30 min)
+	python3 bench/rotation/run.py --soak $(ARGS)
 
 bench-pgbouncer: venv collection lab ## benchmark: pgbench direct to PostgreSQL vs through PgBouncer (prints figures)
 	python3 bench/pgbouncer/run.py $(ARGS)

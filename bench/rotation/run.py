@@ -210,10 +210,14 @@ def report(args, records: list, rotations: int, walls: list, crashed: list, a, b
         for phase, seconds in r["durations"].items():
             phases.setdefault(phase, []).append(seconds)
     repaired = [r for r in records if r.get("reason", "").startswith("end-of-run check")]
+    failed = [r for r in records if r.get("result") != "ok"]
+    retired = [r for r in records if r.get("action") == "retire"]
     print()
     print("rotation benchmark (2 replicas, demo-web, %d req/s)" % args.rate)
-    print("  A. haproxy_rotate: %d rotations (%d replacements, %d failed); %d serving replicas crashed, %d replacements "
-          "by an end-of-run check" % (rotations, len(records), len(records) - len(ok), len(crashed), len(repaired)))
+    print("  A. haproxy_rotate: %d rotations (%d container changes: %d replacements or starts, %d crashed ones retired; "
+          "%d failed); %d serving replicas crashed, %d changes by an end-of-run check" % (
+              rotations, len(records), len(records) - len(retired), len(retired), len(failed), len(crashed),
+              len(repaired)))
     print("     requests: %d sent, %d failed %s; latency p50 %.1f ms, p99 %.1f ms, max %.1f ms" % (
         a.sent, a.failed, dict(a.errors) or "", a.latency(0.5), a.latency(0.99), a.latency(1.0)))
     print("     replacement wall time: p50 %.3f s, p95 %.3f s (new started -> old out of HAProxy and stopping)" % (
