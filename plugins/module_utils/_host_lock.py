@@ -56,8 +56,11 @@ class HostLock:
             os.close(fd)
             raise
         self.waited = round(time.monotonic() - start, 3)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+        except OSError:
+            pass  # the PID only names the holder to a waiter: a full disk must not stop the run here
         self._fd = fd
         return self
 

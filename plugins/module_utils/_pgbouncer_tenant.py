@@ -473,16 +473,15 @@ class Tenant:
         if plan.files_change(observed):
             stamp = backup_stamp()
             for state in (self.config, self.userlist):
-                saved = backup(state, self.settings.backup_keep, stamp)
+                try:
+                    saved = backup(state, self.settings.backup_keep, stamp)
+                except OSError as exc:  # a full disk, say: the files are untouched
+                    raise TenantError("could not back up %s to %s: %s; nothing was changed" % (
+                        state.path, os.path.join(os.path.dirname(state.path), BACKUP_DIR), exc),
+                        step="backup", restored=True) from None
                 if saved:
                     result["backups"][os.path.basename(state.path)] = saved
-            try:
-                self.userlist.write(plan.userlist_text)
-                self.config.write(plan.config_text)
-            except OSError as exc:
-                self._restore()
-                raise TenantError("could not write the tenant files: %s; the previous files were restored" % exc,
-                                  step="write", restored=True) from None
+            self._write_files(plan)
             if self.settings.reload and self.admin is not None:
                 self._reload_and_verify()
                 result.update(reloaded=True, verified=True)
@@ -490,11 +489,32 @@ class Tenant:
             try:
                 self.postgres.set_role_verifier(self.settings.user, plan.set_postgres_verifier)
             except Exception as exc:  # pylint: disable=broad-except
-                restored = self._rollback_after_failure() if plan.files_change(observed) else True
+                restored, undone = (self._rollback_after_failure() if plan.files_change(observed)
+                                    else (True, "the previous files were restored and PgBouncer reloaded with them"))
                 raise TenantError("could not set the password of PostgreSQL role %s: %s; %s" % (
-                    self.settings.user, exc, _restored_text(restored)), step="postgres", restored=restored) from None
+                    self.settings.user, exc, undone), step="postgres", restored=restored) from None
             result["role_password_set"] = True
         return result
+
+    def _write_files(self, plan: Plan) -> None:
+        """Both files, each atomically; when one cannot be written, the one written before it is put back."""
+        written: Optional[FileState] = None
+        for state, text in ((self.userlist, plan.userlist_text), (self.config, plan.config_text)):
+            try:
+                state.write(text)
+            except OSError as exc:
+                if written is None:
+                    raise TenantError("could not write %s: %s; nothing was changed" % (state.path, exc),
+                                      step="write", restored=True) from None
+                try:
+                    written.restore()
+                except OSError as again:
+                    raise TenantError("could not write %s: %s; putting the previous %s back failed too (%s): compare "
+                                      "it with its copy in backup/" % (state.path, exc, written.path, again),
+                                      step="write") from None
+                raise TenantError("could not write %s: %s; the previous %s was put back" % (state.path, exc, written.path),
+                                  step="write", restored=True) from None
+            written = state
 
     def _reload_and_verify(self) -> None:
         if self.admin is None:
@@ -511,9 +531,22 @@ class Tenant:
             problem = "RELOAD through the admin console failed: %s" % exc
         if problem is None:
             return
-        restored = self._rollback_after_failure()
-        raise TenantError("PgBouncer did not take the change: %s; %s" % (problem, _restored_text(restored)),
-                          step="reload", restored=restored)
+        restored, undone = self._rollback_after_failure()
+        raise TenantError("PgBouncer did not take the change: %s; %s" % (problem, undone), step="reload", restored=restored)
+
+    def _unserved_note(self) -> str:
+        """After a rollback, the databases of the previous list that PgBouncer still does not serve (its own
+        pgbouncer.ini no longer includes the list, say), as a note for the error; "" when it serves them all."""
+        if self.admin is None:
+            return ""
+        try:
+            missing = sorted(set(databases(self.config.text or "")) - set(self.admin.databases()))
+        except Exception:  # pylint: disable=broad-except
+            return ""  # it cannot be asked: the error says enough
+        if not missing:
+            return ""
+        return ("; yet PgBouncer does not serve %s, listed there, even so: its own configuration does not load %s "
+                "(pgbouncer.ini damaged?); converge the pgbouncer role to repair it" % (", ".join(missing), self.settings.config))
 
     def _live_problem(self) -> Optional[str]:
         if self.admin is None:
@@ -529,22 +562,18 @@ class Tenant:
         self.config.restore()
         self.userlist.restore()
 
-    def _rollback_after_failure(self) -> bool:
-        """Put the previous files back and reload; True when PgBouncer took them again."""
+    def _rollback_after_failure(self) -> tuple[bool, str]:
+        """Put the previous files back and reload PgBouncer with them: (files put back, what the error says of it)."""
         try:
             self._restore()
-        except OSError:
-            return False
+        except OSError as exc:
+            return False, "restoring the previous files failed too (%s): check them against their copies in backup/" % exc
         if not self.settings.reload or self.admin is None:
-            return True
+            return True, "the previous files were restored"
         try:
             self.admin.reload()
         except Exception:  # pylint: disable=broad-except
-            return False
-        return True
-
-
-def _restored_text(restored: bool) -> str:
-    if restored:
-        return "the previous files were restored and PgBouncer reloaded with them"
-    return "restoring the previous files or reloading PgBouncer with them failed too: check PgBouncer and the backups"
+            # PgBouncer down (killed, restarting): the files are right, and it reads them when it starts.
+            return True, ("the previous files were restored, but PgBouncer could not be reloaded with them (its admin "
+                          "console did not answer): it loads them when it is next reloaded or started")
+        return True, "the previous files were restored and PgBouncer reloaded with them" + self._unserved_note()

@@ -34,3 +34,19 @@ def test_second_holder_waits_then_times_out(tmp_path):
     with HostLock(path, 2, "backend web") as lock:
         assert open(path).read() == str(os.getpid())
         assert lock.waited < 1
+
+
+def test_a_full_disk_does_not_stop_the_lock(tmp_path, monkeypatch):
+    """The holder's PID is only for a waiter's message: when it cannot be written, the lock is held all the same."""
+    from ansible_collections.rotor.vps.plugins.module_utils import _host_lock
+
+    def full(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(_host_lock.os, "pwrite", full)
+    path = str(tmp_path / "full.lock")
+    with HostLock(path, 1, "the test's files") as lock:
+        assert lock.waited == 0
+        with pytest.raises(LockTimeout):
+            with HostLock(path, 0.2, "the test's files"):
+                pass

@@ -372,3 +372,102 @@ def test_backup_keeps_the_newest(tmp_path):
         backup(state, 3, "20261122T10000%d.000000Z" % second)
     assert sorted(os.listdir(tmp_path / "backup")) == ["f.ini.20261122T10000%d.000000Z" % s for s in (2, 3, 4)]
     assert backup(state, 0, "20261122T100009.000000Z") is None
+
+
+class LosingAdmin(FakeAdmin):
+    """PgBouncer whose pgbouncer.ini no longer includes the database list: every reload drops every database."""
+
+    def reload(self):
+        self.reloads += 1
+        self.loaded = {}
+
+
+def test_a_rollback_that_leaves_databases_unserved_says_so(tmp_path):
+    config, userlist = files(tmp_path)
+    admin = FakeAdmin(config)
+    tenant = Tenant(settings(config=config, userlist=userlist), admin=admin, postgres=None)
+    observed = tenant.observe()
+    tenant.apply(observed, make_plan(tenant.settings, observed))
+    other = Tenant(settings(name="beta", user="beta", config=config, userlist=userlist), admin=LosingAdmin(config),
+                   postgres=None)
+    observed = other.observe()
+    with pytest.raises(TenantError) as info:
+        other.apply(observed, make_plan(other.settings, observed))
+    assert info.value.restored and info.value.step == "reload"
+    assert "SHOW DATABASES does not list beta" in str(info.value)
+    assert ("yet PgBouncer does not serve acme, other, listed there, even so: its own configuration does not load %s" % config
+            in str(info.value)), str(info.value)
+
+
+def _full_disk_at(monkeypatch, module, *paths):
+    """Writes of ``paths`` (by name) fail as on a full disk; others go through."""
+    real = module.atomic_write
+
+    def write(path, data, **kwargs):
+        if os.path.basename(path).split(".2")[0] in paths:
+            raise OSError(28, "No space left on device")
+        return real(path, data, **kwargs)
+
+    monkeypatch.setattr(module, "atomic_write", write)
+    from ansible_collections.rotor.vps.plugins.module_utils import _atomic_file
+    monkeypatch.setattr(_atomic_file, "atomic_write", write)
+
+
+@pytest.mark.parametrize("full, keep, step, message", [
+    (("databases.ini",), 5, "backup", "could not back up {config} to {dir}/backup: [Errno 28] No space left on device; "
+                                      "nothing was changed"),
+    (("userlist.txt",), 0, "write", "could not write {userlist}: [Errno 28] No space left on device; nothing was changed"),
+    (("databases.ini",), 0, "write", "could not write {config}: [Errno 28] No space left on device; the previous "
+                                     "{userlist} was put back"),
+    (("databases.ini", "userlist.txt"), 0, "write", "could not write {userlist}: [Errno 28] No space left on device; "
+                                                    "nothing was changed"),
+])
+def test_a_full_disk_changes_nothing_and_says_which_file(tmp_path, monkeypatch, full, keep, step, message):
+    from ansible_collections.rotor.vps.plugins.module_utils import _pgbouncer_tenant
+
+    config, userlist = files(tmp_path)
+    admin = FakeAdmin(config)
+    tenant = Tenant(settings(config=config, userlist=userlist, backup_keep=keep), admin=admin, postgres=None)
+    observed = tenant.observe()
+    plan = make_plan(tenant.settings, observed)
+    if full == ("databases.ini",) and keep == 0:
+        # Only the second write fails: the userlist, written first, is put back (a write that goes through).
+        real = FileState.write
+
+        def write(state, text):
+            if state.path == config:
+                raise OSError(28, "No space left on device")
+            real(state, text)
+
+        monkeypatch.setattr(FileState, "write", write)
+    else:
+        _full_disk_at(monkeypatch, _pgbouncer_tenant, *full)
+    with pytest.raises(TenantError) as info:
+        tenant.apply(observed, plan)
+    assert str(info.value) == message.format(config=config, userlist=userlist, dir=str(tmp_path))
+    assert info.value.step == step and info.value.restored
+    assert open(config, encoding="utf-8").read() == CONFIG and open(userlist, encoding="utf-8").read() == ""
+    assert admin.reloads == 0
+    assert not [name for name in os.listdir(tmp_path) if name.endswith(".tmp")]
+
+
+class DownAdmin(FakeAdmin):
+    """PgBouncer killed after the files were written: its admin console does not answer."""
+
+    def reload(self):
+        self.reloads += 1
+        raise ConnectionError("could not connect to PgBouncer's admin console")
+
+
+def test_pgbouncer_down_at_the_reload_gets_the_previous_files_back(tmp_path):
+    config, userlist = files(tmp_path)
+    tenant = Tenant(settings(config=config, userlist=userlist), admin=DownAdmin(config), postgres=None)
+    observed = tenant.observe()
+    with pytest.raises(TenantError) as info:
+        tenant.apply(observed, make_plan(tenant.settings, observed))
+    assert str(info.value) == (
+        "PgBouncer did not take the change: RELOAD through the admin console failed: could not connect to PgBouncer's "
+        "admin console; the previous files were restored, but PgBouncer could not be reloaded with them (its admin "
+        "console did not answer): it loads them when it is next reloaded or started")
+    assert info.value.restored and info.value.step == "reload"
+    assert open(config, encoding="utf-8").read() == CONFIG and open(userlist, encoding="utf-8").read() == ""
