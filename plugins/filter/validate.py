@@ -11,6 +11,7 @@ from ansible_collections.rotor.vps.plugins.module_utils._validate import (
     plain_input,
     tmpfs_mount_options,
     tmpfs_volume_errors,
+    without_secrets,
 )
 
 
@@ -25,5 +26,6 @@ class FilterModule:
             "role_input_errors": role_input_errors,
             "tmpfs_volume_errors": tmpfs_volume_errors,
             "tmpfs_mount_options": tmpfs_mount_options,
+            "without_secrets": without_secrets,
         }
         return {name: plain_input(function) for name, function in filters.items()}

@@ -47,6 +47,23 @@ def plain(value: object) -> object:
     return value
 
 
+def without_secrets(items: list, keys: list) -> list:
+    """``items`` (dicts) without the keys that hold secrets, each a key or ``<key>.<key>`` one level
+    down (``service.env``): what a loop iterates when its tasks need none of them, since a task's
+    results show its loop item at any verbosity above the default."""
+    paths = [key.split(".", 1) for key in keys]
+    out = []
+    for item in items:
+        item = dict(item)
+        for path in paths:
+            if len(path) == 1:
+                item.pop(path[0], None)
+            elif isinstance(item.get(path[0]), dict):
+                item[path[0]] = {k: v for k, v in item[path[0]].items() if k != path[1]}
+        out.append(item)
+    return out
+
+
 def plain_input(function):
     """``function`` called with every argument made plain (see ``plain``): for filter plugins."""
 

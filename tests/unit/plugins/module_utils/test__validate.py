@@ -17,19 +17,20 @@ from ansible_collections.rotor.vps.plugins.module_utils._validate import (
     hostname_errors,
     image_errors,
     label_errors,
+    network_errors,
     no_nul_errors,
     pg_name_errors,
-    shown,
-    socket_dir_errors,
-    text_errors,
-    network_errors,
     plain,
     plain_input,
     service_name_errors,
+    shown,
+    socket_dir_errors,
+    text_errors,
     tmpfs_mount_errors,
     tmpfs_mount_options,
     tmpfs_size_bytes,
     tmpfs_volume_errors,
+    without_secrets,
 )
 
 
@@ -262,3 +263,17 @@ def test_capabilities_labels_env_and_secrets():
     assert text_errors("a" * 300, "actor", max_length=200) == [
         "actor: %s is longer than 200 characters" % shown("a" * 300)]
     assert "s3cret" not in text_errors("s3cret" * 50, "token", max_length=10, secret=True)[0]
+
+
+@pytest.mark.parametrize("items, keys, expected", [
+    ([{"name": "a", "jwt_secret": "s", "authenticator_password": "p"}], ["jwt_secret", "authenticator_password"],
+     [{"name": "a"}]),
+    ([{"name": "a", "service": {"env": {"K": "v"}, "image": "i"}}], ["service.env"], [{"name": "a", "service": {"image": "i"}}]),
+    # Missing keys and a non-dict parent are left as they are.
+    ([{"name": "a"}, {"name": "b", "service": None}], ["jwt_secret", "service.env"], [{"name": "a"}, {"name": "b", "service": None}]),
+    ([], ["x"], []),
+])
+def test_without_secrets(items, keys, expected):
+    original = repr(items)
+    assert without_secrets(items, keys) == expected
+    assert repr(items) == original, "the items themselves are not changed"
