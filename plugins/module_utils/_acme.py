@@ -35,6 +35,8 @@ BACKOFF_CAP = DAY
 # The account's address: the local part as sign-up forms take it (no quotes or shell characters).
 EMAIL_RE = re.compile(r"^[A-Za-z0-9._%+-]+@([^@\s]+)$")
 EMAIL_MAX = 254
+# The name of the ACME account key in use (a date, a counter); a new name rolls the account key.
+ACCOUNT_KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 # An ACME directory URL: https, a host name or address, an optional port, a path of plain segments and no
 # '.' or '..' segment (its host and path name certbot's account directory on the host).
 DIRECTORY_URL_MAX = 1024
@@ -108,6 +110,10 @@ def site_errors(p: dict, where: str = "") -> list[str]:
     if days is not None and (isinstance(days, bool) or not isinstance(days, int) or days < 1):
         errors.append("%s: %r must be a whole number of days of at least 1, or unset (renew when a third of the "
                       "lifetime remains)" % (at("renew_days"), days))
+    account_key = p.get("account_key")
+    if account_key not in (None, "") and not (isinstance(account_key, str) and ACCOUNT_KEY_RE.fullmatch(account_key)):
+        errors.append("%s: %s must name the account key (a date or a number, changed to roll the key): 1 to 64 "
+                      "letters, digits, '.', '_' and '-', starting with a letter or digit" % (at("account_key"), shown(account_key)))
     if challenge == "dns-01" and not p.get("dns_hook"):
         errors.append("%s: required with challenge dns-01 (the command that publishes the TXT record)" % at("dns_hook"))
     return errors

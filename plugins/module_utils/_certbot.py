@@ -12,7 +12,8 @@ certbot's console shows an ACME problem by its short type and detail ("Type: una
 code is only in its log. A rejected anti-replay nonce is retried once by certbot's ACME library;
 a second one in a row fails the run, and is worth one more run (Pebble rejects 5% of nonces).
 An account the CA no longer knows (Pebble forgets them all when it restarts) is set aside, and
-certbot registers a new one.
+certbot registers a new one. A new name for the account key rolls it: the account is deactivated at
+the CA (``unregister``) and a new one, with a new key, registered (``register``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ CONFIG_DIR = "/etc/letsencrypt"
 WORK_DIR = "/var/lib/letsencrypt"
 LOGS_DIR = "/var/log/letsencrypt"
 WEBROOT = "/var/www/acme"
+# In certbot's config directory: the name of the account key in use with each CA (directory URL -> name).
+ACCOUNT_KEYS_FILE = "rotor-account-keys.json"
 DNS_HOOK = "/usr/local/lib/rotor/dns-hook"
 
 
@@ -52,6 +55,19 @@ def certonly_args(site: dict, *, directory_url: str, webroot: str = WEBROOT, dns
         args += ["--webroot", "-w", webroot]
     for domain in site["domains"]:
         args += ["-d", domain]
+    return args
+
+
+def account_args(command: str, *, directory_url: str, email: Optional[str] = None, config_dir: str = CONFIG_DIR,
+                 work_dir: str = WORK_DIR, logs_dir: str = LOGS_DIR) -> list[str]:
+    """certbot's arguments to ``register`` a new account (a new key) with the CA, or to ``unregister`` the
+    current one: deactivated at the CA, from then on refused, and its files removed."""
+    if command not in ("register", "unregister"):
+        raise ValueError("no account command %r" % command)
+    args = [command, "--non-interactive", "--server", directory_url,
+            "--config-dir", config_dir, "--work-dir", work_dir, "--logs-dir", logs_dir]
+    if command == "register":
+        args += ["--agree-tos", "--no-eff-email"] + (["-m", email] if email else ["--register-unsafely-without-email"])
     return args
 
 

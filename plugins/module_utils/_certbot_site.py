@@ -9,7 +9,9 @@ when HAProxy serves another serial than the file's. Apply: certbot orders (``_ce
 file is replaced atomically (root:99 0640, as HAProxy reads it on reload), HAProxy takes it
 through its runtime API (``_haproxy_certs``), and a TLS handshake for every name must then show
 the new serial. A failed order leaves the certificate in place, served, and a back-off record
-that stops the next attempts for a growing delay.
+that stops the next attempts for a growing delay. A new name for the account key (``account_key``)
+first deactivates certbot's account with the CA and registers a new one with a new key; the
+certificates in place stay served, and later orders use the new account.
 """
 
 from __future__ import annotations
@@ -32,11 +34,13 @@ from ansible_collections.rotor.vps.plugins.module_utils._acme import (
 from ansible_collections.rotor.vps.plugins.module_utils._atomic_file import atomic_write, read_text
 from ansible_collections.rotor.vps.plugins.module_utils._audit import append_audit, read_textfile, write_textfile
 from ansible_collections.rotor.vps.plugins.module_utils._certbot import (
+    ACCOUNT_KEYS_FILE,
     CONFIG_DIR,
     DNS_HOOK,
     LOGS_DIR,
     WEBROOT,
     WORK_DIR,
+    account_args,
     account_unknown,
     accounts_dir,
     bad_nonce,
@@ -121,6 +125,7 @@ class Site:
     audit_log: str = "/var/log/rotor/certificates.jsonl"
     metrics_dir: str = ""
     actor: str = ""
+    account_key: str = ""  # the name of the account key in use; a new one rolls it ("": keep the account)
 
     def as_options(self) -> dict:
         return {"domains": list(self.domains), "email": self.email, "key_type": self.key_type,
@@ -139,13 +144,18 @@ class SitePlan:
     served: Optional[StoredCert] = None
     redirect: dict = field(default_factory=dict)  # names to redirect to HTTPS once the certificate is served
     unredirect: set = field(default_factory=set)  # names no longer redirected
+    account: str = ""  # why the account key is rolled ("" when it is kept)
 
     @property
     def changes(self) -> bool:
-        return bool((self.reason and not self.backoff) or self.load or self.remove or self.redirect or self.unredirect)
+        return bool((self.reason and not self.backoff) or self.load or self.remove or self.redirect or self.unredirect
+                    or self.account)
 
     def actions(self) -> list[str]:
         out = []
+        if self.account:
+            out.append("roll the ACME account key: deactivate the account at the CA and register a new one (%s)"
+                       % self.account)
         if self.reason and self.backoff:
             out.append("wait %d s more before ordering again (a failed order backs off): %s"
                        % (self.backoff, self.reason))
@@ -188,6 +198,24 @@ class CertbotSite:
         except ValueError:
             return None  # not a certificate HAProxy could serve: ordered again
 
+    def account_keys(self) -> dict:
+        """The name of the account key in use with each CA (directory URL -> name), as recorded on the host."""
+        try:
+            keys = json.loads(read_text(self.paths.certbot("config/%s" % ACCOUNT_KEYS_FILE)) or "{}")
+        except ValueError:
+            return {}
+        return keys if isinstance(keys, dict) else {}
+
+    def account_reason(self) -> str:
+        """Why the account key is rolled: ``account_key`` names another key than the one in use ("" to keep it)."""
+        wanted = self.site.account_key
+        if not wanted or self.site.state != "present":
+            return ""
+        current = self.account_keys().get(acme_directory_url(self.site.acme_directory))
+        if current == wanted:
+            return ""
+        return "account_key %s, was %s" % (wanted, current or "not set")
+
     def backoff_record(self) -> dict:
         try:
             return json.loads(read_text(self.paths.backoff_file) or "{}")
@@ -206,6 +234,7 @@ class CertbotSite:
                 plan.remove.append("remove %s" % path)
             self._plan_redirects(plan, names=())
             return plan
+        plan.account = self.account_reason()
         now = time.time()
         if s.force:
             plan.reason = "forced renewal"
@@ -263,6 +292,8 @@ class CertbotSite:
             self._redirect(plan)
             return self._remove(plan)
         delivered = {}
+        if plan.account:
+            self._roll_account(plan.account)
         if plan.reason and not plan.backoff:
             pem = self._order(plan.reason)
             delivered = self._deliver(pem, plan.reason)
@@ -330,15 +361,60 @@ class CertbotSite:
             os.rename(current, aside)
             self._audit("account", "ok", reason="the CA no longer knows the account", kept=aside)
 
-    def _certbot(self) -> tuple:
+    def _roll_account(self, reason: str) -> None:
+        """Deactivate certbot's account with the CA (a copy of its files kept in ``accounts-retired/``) and
+        register a new one with a new key; then record the key's name. Nothing else changes."""
+        s, p = self.site, self.paths
+        url = acme_directory_url(s.acme_directory)
+        for directory in (p.certbot("config"), p.certbot("work"), p.certbot("logs")):
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+        current = accounts_dir(url, p.certbot("config"))
+        with HostLock(os.path.join(self.lock_dir, "certbot.lock"), s.timeout + 60, "certbot's directories"):
+            kept = ""
+            if os.path.isdir(current) and os.listdir(current):
+                kept = "%s.%d" % (current.replace("/accounts/", "/accounts-retired/", 1), time.time())
+                os.makedirs(os.path.dirname(kept), mode=0o700, exist_ok=True)
+                shutil.copytree(current, kept, symlinks=True)
+                code, output = self._certbot("unregister")
+                if code != 0 and bad_nonce(output):
+                    code, output = self._certbot("unregister")
+                if code != 0 and not account_unknown(output):
+                    shutil.rmtree(kept, ignore_errors=True)
+                    raise SiteError("certbot could not deactivate the ACME account at %s: %s; nothing changed, the "
+                                    "account stays in use" % (url, problem(output)), step="account")
+                if code != 0 and os.path.isdir(current):  # the CA no longer knew it: certbot left its files
+                    shutil.rmtree(current)
+                self._audit("account", "ok", reason=reason, step="deactivated", kept=kept)
+            code, output = self._certbot("register")
+            if code != 0 and bad_nonce(output):
+                code, output = self._certbot("register")
+        if code != 0:
+            raise SiteError("certbot could not register a new ACME account at %s: %s; %s, the next run registers again"
+                            % (url, problem(output), "the previous one is deactivated (its files in %s)" % kept if kept
+                               else "no account is in use"), step="account")
+        keys = dict(self.account_keys(), **{url: s.account_key})
+        atomic_write(p.certbot("config/%s" % ACCOUNT_KEYS_FILE), json.dumps(keys, indent=2, sort_keys=True) + "\n",
+                     mode=0o600)
+        self._audit("account", "ok", reason=reason, step="registered", account_key=s.account_key)
+
+    def _certbot(self, command: str = "certonly") -> tuple:
+        """Run certbot's ``certonly`` for the site, or an account ``command`` (register, unregister)."""
         s, p = self.site, self.paths
         options = s.as_options()
         url = acme_directory_url(s.acme_directory)
+
+        def arguments(**dirs) -> list:
+            if command == "certonly":
+                return certonly_args(options, directory_url=url, **dirs)
+            dirs.pop("webroot", None)
+            dirs.pop("dns_hook", None)
+            return account_args(command, directory_url=url, email=s.email, **dirs)
+
         if s.binary:
             env = dict(os.environ, REQUESTS_CA_BUNDLE=s.ca_bundle) if s.ca_bundle else None
-            argv = [s.binary] + certonly_args(options, directory_url=url, webroot=p.webroot,
-                                              dns_hook=s.dns_hook or DNS_HOOK, config_dir=p.certbot("config"),
-                                              work_dir=p.certbot("work"), logs_dir=p.certbot("logs"))
+            argv = [s.binary] + arguments(webroot=p.webroot, dns_hook=s.dns_hook or DNS_HOOK,
+                                          config_dir=p.certbot("config"), work_dir=p.certbot("work"),
+                                          logs_dir=p.certbot("logs"))
             try:
                 done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=s.timeout, check=False)
             except subprocess.TimeoutExpired:
@@ -347,13 +423,13 @@ class CertbotSite:
         mounts = {p.certbot("config"): CONFIG_DIR, p.certbot("work"): WORK_DIR, p.certbot("logs"): LOGS_DIR,
                   p.webroot: WEBROOT}
         read_only = {}
-        if s.challenge == "dns-01":
+        if s.challenge == "dns-01" and command == "certonly":
             read_only[s.dns_hook] = DNS_HOOK
         environment = {}
         if s.ca_bundle:
             read_only[s.ca_bundle] = CA_BUNDLE
             environment["REQUESTS_CA_BUNDLE"] = CA_BUNDLE
-        return self.docker.run_once(s.image, certonly_args(options, directory_url=url), mounts=mounts,
+        return self.docker.run_once(s.image, arguments(), mounts=mounts,
                                     read_only_mounts=read_only, environment=environment, network=s.network,
                                     timeout=s.timeout, name="rotor-certbot-%s" % p.name.replace("_.", "wildcard."))
 

@@ -18,9 +18,10 @@ from ansible_collections.rotor.vps.plugins.module_utils._certbot import cert_nam
 from ansible_collections.rotor.vps.plugins.module_utils._validate import claim_errors
 
 STATES = ("present", "absent")
-# certbot_site options a site may set; the ones after "state" have role-wide defaults too.
+# certbot_site options a site may set; the ones after "state" have role-wide defaults too, and the account
+# key's name is role-wide only (one account per CA on a host).
 SITE_KEYS = ("domains", "state", "email", "acme_directory", "key_type", "renew_days", "challenge", "dns_hook")
-DEFAULT_KEYS = SITE_KEYS[2:]
+DEFAULT_KEYS = SITE_KEYS[2:] + ("account_key",)
 
 
 def derived_sites(services: list, tenants: list, host: str) -> list[dict]:

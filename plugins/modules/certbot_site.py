@@ -65,6 +65,16 @@ options:
       - The CA, V(letsencrypt) (production), V(letsencrypt-staging), or the https:// URL of any ACME directory.
     type: str
     default: letsencrypt
+  account_key:
+    description:
+      - A name for the ACME account key in use with this CA (a date or a number). When it differs from the one
+        recorded on the host (C(rotor-account-keys.json) in certbot's configuration directory), the key is rolled
+        before anything is ordered - certbot's account is deactivated at the CA (refused from then on; a copy of its
+        files stays in C(accounts-retired/)) and a new account with a new key is registered, which later orders use.
+        The certificates in place stay served. Unset or empty keeps the account as it is.
+      - 1 to 64 letters, digits, C(.), C(_) and C(-).
+    type: str
+    version_added: 0.1.0
   ca_bundle:
     description: A CA bundle (on the host) that certbot trusts the ACME server with, for a private CA.
     type: path
@@ -271,6 +281,7 @@ ARGUMENT_SPEC = dict(
     state=dict(type="str", choices=["present", "absent"], default="present"),
     email=dict(type="str"),
     acme_directory=dict(type="str", default="letsencrypt"),
+    account_key=dict(type="str", no_log=False),
     ca_bundle=dict(type="path"),
     key_type=dict(type="str", choices=["ecdsa", "rsa"], default="ecdsa"),
     renew_days=dict(type="int"),
@@ -324,7 +335,7 @@ def build(module: AnsibleModule) -> CertbotSite:
                 challenge=p["challenge"], dns_hook=p["dns_hook"], force=p["force"], image=p["image"],
                 binary=p["certbot_binary"], network=p["network"], verify_address=p["verify_address"],
                 verify_port=p["verify_port"], timeout=p["timeout"], audit_log=p["audit_log"],
-                metrics_dir=p["metrics_dir"] or "", actor=p["actor"] or default_actor())
+                metrics_dir=p["metrics_dir"] or "", actor=p["actor"] or default_actor(), account_key=p["account_key"] or "")
     paths = site_paths(p["domains"], cert_dir=os.path.join(p["haproxy_config_dir"], "certs"),
                        cert_mount=os.path.join(p["haproxy_config_mount"], "certs"), certbot_dir=p["certbot_dir"],
                        webroot=p["webroot"], state_dir=p["state_dir"])

@@ -336,6 +336,7 @@ OPTIONS = [
     Option(CS, "domains[0]", item("domains"), "www.lab.test"),
     Option(CS, "email", key("email"), "admin", wrap=lambda local: local + "@lab.test", allow=DASHES),
     Option(CS, "acme_directory", key("acme_directory"), "https://acme.lab.test:14000/dir", allow=DASHES),
+    Option(CS, "account_key", key("account_key"), "2026-12", allow=DASHES),
     Option(CS, "ca_bundle", path("ca_bundle"), "{root}/acme-ca.pem", allow=PATHS_ALLOW),
     Option(CS, "dns_hook", path("dns_hook"), "{root}/dns-hook", allow=PATHS_ALLOW),
     Option(CS, "certbot_binary", path("certbot_binary"), "{root}/certbot", allow=PATHS_ALLOW),
