@@ -4,13 +4,13 @@
 
 from __future__ import annotations
 
-from ansible_collections.rotor.vps.plugins.module_utils._tenants import tenant_jobs
+from ansible_collections.rotor.vps.plugins.module_utils._tenants import serving_tenants, tenant_jobs
 from ansible_collections.rotor.vps.plugins.module_utils._validate import plain_input
 
 
-def _tenant_jobs(tenants, defaults, host, applied, running, full=False):
+def _tenant_jobs(tenants, defaults, host, applied, running, full=False, stat=""):
     return tenant_jobs(list(tenants or []), dict(defaults or {}), host, dict(applied or {}), list(running or []),
-                       full=bool(full))
+                       full=bool(full), serving=serving_tenants(stat) if stat else None)
 
 
 class FilterModule:

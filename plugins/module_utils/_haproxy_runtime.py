@@ -39,6 +39,20 @@ _ERROR_MARKERS = ("Unknown command", "No such", "not found", "Require", "Permiss
                   "Already exists", "still has", "Missing", "must", "Only", "unsupported")
 
 
+def stat_servers(text: str) -> dict[str, dict[str, ServerStat]]:
+    """The servers of every backend (backend -> server name -> ServerStat) in an answer to ``show stat``."""
+    if not text.startswith("# "):
+        raise HaproxyError("unexpected reply to 'show stat': %s" % text[:200])
+    found: dict = {}
+    for row in csv.DictReader(io.StringIO(text[2:])):
+        if row.get("svname") in ("FRONTEND", "BACKEND"):
+            continue
+        found.setdefault(row.get("pxname", ""), {})[row["svname"]] = ServerStat(
+            name=row["svname"], status=row.get("status", ""), sessions=int(row.get("scur") or 0),
+            address=row.get("addr", ""))
+    return found
+
+
 class HaproxyRuntime:
     """A client for one HAProxy runtime socket (``level admin``)."""
 
@@ -133,21 +147,7 @@ class HaproxyRuntime:
 
     def servers(self, backend: str) -> dict[str, ServerStat]:
         """The servers of one backend, by name, as ``show stat`` reports them right now."""
-        text = self.execute("show stat")
-        if not text.startswith("# "):
-            raise HaproxyError("unexpected reply to 'show stat': %s" % text[:200])
-        reader = csv.DictReader(io.StringIO(text[2:]))
-        found = {}
-        for row in reader:
-            if row.get("pxname") != backend or row.get("svname") in ("FRONTEND", "BACKEND"):
-                continue
-            found[row["svname"]] = ServerStat(
-                name=row["svname"],
-                status=row.get("status", ""),
-                sessions=int(row.get("scur") or 0),
-                address=row.get("addr", ""),
-            )
-        return found
+        return stat_servers(self.execute("show stat")).get(backend, {})
 
     def add_server(self, backend: str, name: str, address: str, options: str, *, healthy: bool = False) -> None:
         """Add a dynamic server (it starts in maintenance) with health checks on, then enable it.

@@ -19,7 +19,13 @@ import json
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
 from ansible_collections.rotor.vps.plugins.module_utils._pgbouncer_ini import tenant_name_errors
-from ansible_collections.rotor.vps.plugins.module_utils._postgrest import TENANT_MAX, POSTGREST_SPEC, postgrest_errors
+from ansible_collections.rotor.vps.plugins.module_utils._haproxy_runtime import stat_servers
+from ansible_collections.rotor.vps.plugins.module_utils._postgrest import (
+    TENANT_BACKEND_PREFIX,
+    TENANT_MAX,
+    POSTGREST_SPEC,
+    postgrest_errors,
+)
 from ansible_collections.rotor.vps.plugins.module_utils._validate import claim_errors, whole_number_errors
 
 STATES = ("present", "absent")
@@ -163,12 +169,21 @@ def merge_record(applied: dict, changes: dict) -> dict:
     return {name: value for name, value in dict(applied, **changes["set"]).items() if name not in changes["drop"]}
 
 
-def tenant_jobs(tenants: list, defaults: dict, host: str, applied: dict, running: list, *, full: bool = False) -> dict:
+def serving_tenants(stat: str) -> list:
+    """The tenants whose backend has a server UP, from HAProxy's answer to ``show stat``."""
+    return sorted(backend[len(TENANT_BACKEND_PREFIX):] for backend, servers in stat_servers(stat).items()
+                  if backend.startswith(TENANT_BACKEND_PREFIX) and any(s.up for s in servers.values()))
+
+
+def tenant_jobs(tenants: list, defaults: dict, host: str, applied: dict, running: list, *, full: bool = False,
+                serving: list | None = None) -> dict:
     """Which tenants of ``host`` this converge changes, and what it records as applied afterwards.
 
     ``applied``: tenant -> digest of the last converge; ``running``: tenants with a running
-    container. A present tenant is a job when its digest differs or nothing of it runs; an absent
-    one when the last converge applied it or something of it runs.
+    container; ``serving``: tenants HAProxy has a server UP for (None: not known). A present tenant
+    is a job when its digest differs, nothing of it runs, or it runs but serves nothing (a container
+    restarted at another address than its server's); an absent one when the last converge applied it
+    or something of it runs.
     """
     jobs, changes = [], {"set": {}, "drop": []}  # tenants not listed this time keep their record
     for tenant in here(tenants, host):
@@ -176,7 +191,8 @@ def tenant_jobs(tenants: list, defaults: dict, host: str, applied: dict, running
         state = t.get("state", "present")
         if state == "present":
             changes["set"][t["name"]] = digest(t)
-            if full or applied.get(t["name"]) != changes["set"][t["name"]] or t["name"] not in running:
+            if full or applied.get(t["name"]) != changes["set"][t["name"]] or t["name"] not in running or (
+                    serving is not None and t["name"] not in serving):
                 jobs.append(dict(t, roles=roles_of(t["name"])))
         else:
             if full or t["name"] in applied or t["name"] in running:

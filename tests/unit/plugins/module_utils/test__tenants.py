@@ -9,6 +9,7 @@ from ansible_collections.rotor.vps.plugins.module_utils._tenants import (
     digest,
     effective,
     merge_record,
+    serving_tenants,
     tenant_jobs,
     tenants_input_errors,
 )
@@ -124,3 +125,26 @@ def test_the_changes_turn_any_earlier_record_into_the_new_one():
 def test_a_tenant_of_another_server_is_not_this_ones():
     assert tenant_jobs([BETA], DEFAULTS, "vps1", {}, [])["jobs"] == []
     assert [j["name"] for j in tenant_jobs([BETA], DEFAULTS, "vps2", {}, [])["jobs"]] == ["beta"]
+
+
+STAT = (
+    "# pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,dreq,dresp,ereq,econ,eresp,wretr,wredis,status,addr\n"
+    "tenant_alpha,postgrest-alpha-1,0,0,0,0,,0,0,0,,0,,0,0,0,0,UP,10.0.1.4:3000\n"
+    "tenant_alpha,BACKEND,0,0,0,0,,0,0,0,,0,,0,0,0,0,UP,\n"
+    "tenant_beta,postgrest-beta-1,0,0,0,0,,0,0,0,,0,,0,0,0,0,DOWN,10.0.1.5:3000\n"
+    "tenant_beta,BACKEND,0,0,0,0,,0,0,0,,0,,0,0,0,0,DOWN,\n"
+    "web,web-1,0,0,0,0,,0,0,0,,0,,0,0,0,0,UP,10.0.1.6:8080\n"
+)
+
+
+def test_serving_tenants_are_those_with_a_server_up():
+    assert serving_tenants(STAT) == ["alpha"]
+
+
+def test_a_tenant_that_runs_but_serves_nothing_is_a_job():
+    tenants = [{"name": "alpha", "authenticator_password": "a" * 12}, {"name": "beta", "authenticator_password": "b" * 12}]
+    first = tenant_jobs(tenants, {}, "vps", {}, [])
+    applied = first["applied"]
+    # Both run and were applied: with no stat, nothing to do; with one, beta (DOWN) is a job.
+    assert tenant_jobs(tenants, {}, "vps", applied, ["alpha", "beta"])["jobs"] == []
+    assert [j["name"] for j in tenant_jobs(tenants, {}, "vps", applied, ["alpha", "beta"], serving=["alpha"])["jobs"]] == ["beta"]
