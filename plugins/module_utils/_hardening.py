@@ -41,8 +41,8 @@ class Exemption:
 EXEMPTIONS = (
     Exemption("user", "it reads every container's cgroups and Docker's files, which only root may; it runs with no "
                       "capability, no-new-privileges and a read-only root", name="rotor-cadvisor"),
-    Exemption("user", "it reads every container's log files, which only root may; it runs with no capability, "
-                      "no-new-privileges and a read-only root", name="rotor-alloy"),
+    Exemption("user", "it ships the audit log, which only root may read (container logs come through the Docker API "
+                      "broker); it runs with no capability, no-new-privileges and a read-only root", name="rotor-alloy"),
     Exemption("healthcheck", "its image has no shell or HTTP client to run one; Prometheus scrapes it and TargetDown "
                              "fires when it stops answering", name="rotor-alloy"),
     Exemption("healthcheck", "its image has no HTTP client to run one; Grafana's data source checks and TargetDown "

@@ -17,6 +17,7 @@ from ansible_collections.rotor.vps.plugins.module_utils._validate import (
     hostname_errors,
     listed_name_errors,
     memory_errors,
+    positive_number_errors,
     whole_number_errors,
 )
 
@@ -200,6 +201,12 @@ def observability_input_errors(s: dict) -> list[str]:
     else:
         for component in COMPONENTS:
             errors += memory_errors(memory[component], "observability_memory.%s" % component)
+    cpus = s.get("observability_cpus")
+    if not isinstance(cpus, dict) or set(cpus) != set(COMPONENTS):
+        errors.append("observability_cpus: must give a limit for each of %s" % ", ".join(COMPONENTS))
+    else:
+        for component in COMPONENTS:
+            errors += positive_number_errors(cpus[component], "observability_cpus.%s" % component)
     errors += whole_number_errors(s.get("observability_pids_limit"), "observability_pids_limit", 16)
     errors += _secret_errors(s, "observability_postgres_monitor_password", "postgres_exporter")
     errors += _secret_errors(s, "observability_pgbouncer_stats_password", "pgbouncer_exporter")
