@@ -236,5 +236,6 @@ def report(args, records: list, rotations: int, walls: list, crashed: list, a, b
         print("     requests: %d sent, %d failed %s; latency p50 %.1f ms, p99 %.1f ms, max %.1f ms" % (
             b.sent, b.failed, dict(b.errors) or "", b.latency(0.5), b.latency(0.99), b.latency(1.0)))
 
+
 if __name__ == "__main__":
     main()

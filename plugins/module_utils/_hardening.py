@@ -87,7 +87,7 @@ def broken_rules(inspect: dict) -> dict:
         found["cpus"] = "no CPU limit"
     if not host.get("PidsLimit") or host.get("PidsLimit") < 0:
         found["pids"] = "no pids limit"
-    if _user(config).split(":")[0] in ROOT_USERS:
+    if _user(config).split(":", maxsplit=1)[0] in ROOT_USERS:
         found["user"] = "runs as root (User %r)" % _user(config)
     health = (config.get("Healthcheck") or {}).get("Test") or []
     if not health or health[0] == "NONE":
