@@ -20,7 +20,7 @@ export PY_COLORS := 0
 export ANSIBLE_FORCE_COLOR := 0
 
 .PHONY: help up test test-quick down purge status lab venv collection converge \
-        unit sanity lint integration integration-quick molecule test-stages test-quick-stages \
+        unit sanity lint integration integration-quick molecule test-stages test-quick-stages test-faults \
         bench-rotation bench-rotation-soak bench-pgbouncer bench-tenants
 
 help: ## list the targets
@@ -103,6 +103,11 @@ integration: lab ## pytest against real services in lab VPS containers (tests/RE
 
 integration-quick: lab ## the integration tests marked quick (a few minutes)
 	@$(MAKE) --no-print-directory integration PYTEST_ARGS='-m quick'
+
+test-faults: lab ## the fault-injection tests, each fault ROTOR_FAULT_ROUNDS times (default 5; `make test` runs them once)
+	@$(LAB) clean-tests
+	ROTOR_FAULT_ROUNDS=$${ROTOR_FAULT_ROUNDS:-5} pytest -q -s tests/integration/test_faults_rotation.py \
+	  tests/integration/test_faults_pgbouncer.py --junitxml=$(JUNIT)/faults.xml $(PYTEST_ARGS)
 
 molecule: lab ## molecule: converge, idempotence, verify on trixie and bookworm, step by step
 	@$(LAB) acme-up

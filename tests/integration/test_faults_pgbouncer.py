@@ -19,11 +19,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
+from test_faults_rotation import assert_unchanged
 from test_pgbouncer_tenant import CONFIG, USERLIST, Tenants
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -115,26 +117,31 @@ def faults(data_vps, tmp_path_factory):
     subprocess.run(["docker", "cp", str(SCRIPT), "%s:/root/pgbouncer_fault.py" % vps.name], check=True)
     assert vps.sh("tar -C %s -cpf %s ." % (DIRECTORY, START)).returncode == 0
     databases, roles = set(vps._names(vps.DATABASES_SQL)), set(vps._names(vps.ROLES_SQL))
+    fingerprint = vps.fingerprint()
     faults = Faults(vps, tmp_path_factory.mktemp("pgbouncer-faults"))
     yield faults
     SUMMARY.parent.mkdir(parents=True, exist_ok=True)
     SUMMARY.write_text(json.dumps(faults.records, indent=2) + "\n")
     # Back to where the module started: the files, the databases and roles, what PgBouncer serves.
     proc = vps.sh("if mountpoint -q {d}; then umount {d}; fi; find {d} -mindepth 1 -delete && tar -C {d} -xpf {t} "
-                  "&& rm -f {t}".format(d=DIRECTORY, t=START))
+                  "&& rm -f {t} /root/pgbouncer.ini.good".format(d=DIRECTORY, t=START))
     assert proc.returncode == 0, proc.stderr
     if vps.admin("SHOW VERSION").returncode != 0:
         vps.sh("docker restart rotor-pgbouncer")
         faults.wait_pgbouncer()
-    for name in sorted(set(vps._names(vps.DATABASES_SQL)) - databases):
-        assert vps.psql('DROP DATABASE "%s" WITH (FORCE)' % name, via="postgres").returncode == 0, name
-    for name in sorted(set(vps._names(vps.ROLES_SQL)) - roles):
-        assert vps.psql('DROP ROLE "%s"' % name, via="postgres").returncode == 0, name
+    drops = ['DROP DATABASE "%s" WITH (FORCE)' % name for name in sorted(set(vps._names(vps.DATABASES_SQL)) - databases)]
+    drops += ['DROP ROLE "%s"' % name for name in sorted(set(vps._names(vps.ROLES_SQL)) - roles)]
+    if drops:  # one psql, one statement (and transaction) per -c
+        proc = vps.sh("docker exec -e PGPASSWORD=%s %s psql -X -q -v ON_ERROR_STOP=1 -h %s -U postgres -d postgres %s"
+                      % (shlex.quote(vps.variables["postgres_superuser_password"]), vps.POSTGRES, vps.POSTGRES,
+                         " ".join("-c %s" % shlex.quote(sql) for sql in drops)))
+        assert proc.returncode == 0, proc.stderr
     assert vps.admin("RELOAD").returncode == 0
+    assert_unchanged(fingerprint, vps.fingerprint())
 
 
 ROUND_IDS = ["round%d" % n for n in range(1, ROUNDS + 1)]
-CORRUPTIONS = {
+CORRUPTIONS = {  # shell commands, each on the good file
     # Not an ini file at all.
     "garbage": "head -c 3000 /dev/urandom | base64 -w 64 | sed 's/^/=[/' > {ini}",
     # Cut in the middle of the [pgbouncer] section (admin_users, the include of databases.ini and more gone).
@@ -142,40 +149,50 @@ CORRUPTIONS = {
 }
 
 
-@pytest.mark.parametrize("corruption", sorted(CORRUPTIONS))
 @pytest.mark.parametrize("round_", range(1, ROUNDS + 1), ids=ROUND_IDS)
-def test_corrupt_pgbouncer_ini_is_repaired_by_the_next_converge(faults, corruption, round_):
+def test_corrupt_pgbouncer_ini_is_repaired_by_the_next_converge(faults, round_):
+    """Each corruption in turn (from the good file), with a tenant change meanwhile; then one converge."""
     faults.keep()
-    good = faults.vps.sh("sha256sum %s" % INI).stdout
-    since = faults.vps.sh("date +%s").stdout.strip()
-    assert faults.vps.sh(CORRUPTIONS[corruption].format(ini=INI)).returncode == 0
-    assert faults.vps.sh("sha256sum %s" % INI).stdout != good
+    vps = faults.vps
+    good = vps.sh("sha256sum %s" % INI).stdout
+    assert vps.sh("cp -p %s /root/pgbouncer.ini.good" % INI).returncode == 0
+    changes = {}
+    for corruption, command in CORRUPTIONS.items():
+        since = vps.sh("date +%s").stdout.strip()
+        assert vps.sh("cp -p /root/pgbouncer.ini.good %s && %s" % (INI, command.format(ini=INI))).returncode == 0
+        assert vps.sh("sha256sum %s" % INI).stdout != good
 
-    # A tenant change while the file is corrupt: refused with a clear error, or through; nothing lost.
-    name = "fc%s%d" % (corruption[0], round_)
-    if name not in faults.vps._names(faults.vps.ROLES_SQL):
-        faults.create_role(name, name + "-secret")
-    during = faults.run(name=name, password=name + "-secret", pool_size=2)
-    kept = faults.tenant_names()
-    for where in ("databases.ini", "userlist.txt"):
-        assert set(KEPT) <= kept[where], "%s lost a tenant: %s" % (where, kept)
-    if during.get("failed"):
-        assert during.get("step") == "reload" and "PgBouncer did not take the change: " in during["msg"], during
-        assert "the previous files were restored and PgBouncer reloaded with them" in during["msg"], during["msg"]
-        unserved = sorted(set(KEPT) - kept["live"])
-        if unserved:  # PgBouncer's own file no longer includes the database list: the error says so
-            assert "yet PgBouncer does not serve %s" % ", ".join(unserved) in during["msg"], during["msg"]
-    else:
-        assert set(KEPT) | {name} <= kept["live"], kept
+        # A tenant change while the file is corrupt: refused with a clear error, or through; nothing lost.
+        name = "fc%s%d" % (corruption[0], round_)
+        if name not in vps._names(vps.ROLES_SQL):
+            faults.create_role(name, name + "-secret")
+        during = faults.run(name=name, password=name + "-secret", pool_size=2)
+        kept = faults.tenant_names()
+        for where in ("databases.ini", "userlist.txt"):
+            assert set(KEPT) <= kept[where], "%s lost a tenant: %s" % (where, kept)
+        if during.get("failed"):
+            assert during.get("step") == "reload" and "PgBouncer did not take the change: " in during["msg"], during
+            assert "the previous files were restored and PgBouncer reloaded with them" in during["msg"], during["msg"]
+            unserved = sorted(set(KEPT) - kept["live"])
+            if unserved:  # PgBouncer's own file no longer includes the database list: the error says so
+                assert "yet PgBouncer does not serve %s" % ", ".join(unserved) in during["msg"], during["msg"]
+        else:
+            assert set(KEPT) | {name} <= kept["live"], kept
+        changes[name] = {"fault": "pgbouncer.ini %s" % corruption, "round": round_,
+                         "during_change": during.get("msg", "ok"), "pgbouncer_log": faults.log_since(since),
+                         "tenants_after_corruption": {k: sorted(v) for k, v in kept.items()}}
 
     converge = faults.converge()
     assert converge.rc == 0, converge.output[-3000:]
-    assert faults.vps.sh("sha256sum %s" % INI).stdout == good, "the converge did not repair pgbouncer.ini"
-    repaired = faults.converges(name, {"password": name + "-secret", "pool_size": 2})
-    faults.assert_served(dict(KEPT, **{name: {"password": name + "-secret"}}))
-    faults.record(fault="pgbouncer.ini %s" % corruption, round=round_, during_change=during.get("msg", "ok"),
-                  tenants_after_corruption={k: sorted(v) for k, v in kept.items()}, pgbouncer_log=faults.log_since(since),
-                  next_run_changed=repaired["changed"])
+    assert vps.sh("sha256sum %s" % INI).stdout == good, "the converge did not repair pgbouncer.ini"
+    tenants = {name: {"password": name + "-secret", "pool_size": 2} for name in changes}
+    repaired = faults.run_many([dict(options, name=name) for name, options in tenants.items()])
+    assert not any(result.get("failed") for result in repaired), [result.get("msg") for result in repaired]
+    again = faults.run_many([dict(options, name=name) for name, options in tenants.items()])
+    assert not any(result.get("failed") or result["changed"] for result in again), again
+    faults.assert_served(dict(KEPT, **tenants))
+    for result, (name, record) in zip(repaired, changes.items()):
+        faults.record(next_run_changed=result["changed"], **record)
 
 
 def restart_pgbouncer(faults) -> None:
@@ -254,5 +271,6 @@ def test_pgbouncer_killed_during_a_change_loses_no_tenant(faults, moment, round_
         assert set(KEPT) <= kept[where], "%s lost a tenant: %s" % (where, kept)
     repaired = faults.converges(name, {"password": name + "-secret", "pool_size": 2})
     faults.assert_served(dict(KEPT, **{name: {"password": name + "-secret"}}))
-    faults.record(fault="PgBouncer killed at %s" % moment, round=round_, injected=json.loads(out), during_change=
-                  during.get("msg", "ok"), restored=during.get("restored"), next_run_changed=repaired["changed"])
+    faults.record(fault="PgBouncer killed at %s" % moment, round=round_, injected=json.loads(out),
+                  during_change=during.get("msg", "ok"), restored=during.get("restored"),
+                  next_run_changed=repaired["changed"])

@@ -19,6 +19,7 @@ fault and round are printed (``pytest -s``) and written to .cache/faults/rotatio
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import subprocess
@@ -73,10 +74,21 @@ STEP_WORDS = {
 def rotor(edge_vps):
     rotor = Rotor(edge_vps)
     subprocess.run(["docker", "cp", str(SCRIPT), "%s:/root/rotation_fault.py" % edge_vps.name], check=True)
+    fingerprint = edge_vps.fingerprint()
+    assert edge_vps.sh("cp -p %s /root/web.cfg.baseline" % BACKEND_FILE).returncode == 0
     yield rotor
-    # Back to the tier's baseline: no container, server or route of the service.
+    # Back to the tier's baseline: no container, server or route of the service, and the backend file
+    # (which lists no server either way) as the haproxy role wrote it.
     result = rotor.run(state="absent", image=None, routes=None)
     assert not result.get("failed"), result
+    assert rotor.live_servers() == {} and service_state(rotor)[2] == []
+    assert edge_vps.sh("mv /root/web.cfg.baseline %s" % BACKEND_FILE).returncode == 0
+    assert_unchanged(fingerprint, edge_vps.fingerprint())
+
+
+def assert_unchanged(before: str, after: str) -> None:
+    """The shared VPS as the module found it (its tier's next module would pay for a reset otherwise)."""
+    assert after == before, "\n".join(difflib.unified_diff(before.splitlines(), after.splitlines(), lineterm=""))
 
 
 @pytest.fixture(scope="module")
