@@ -28,9 +28,10 @@ DEFAULTS = "rotor"
 # Requests HAProxy may send again, to another server, when the first one failed: the idempotent
 # methods (RFC 9110, 9.2.2). Any other request is only retried when its connection never opened.
 IDEMPOTENT_METHODS = ("GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE")
-# What counts as failed: the connection, no or a broken answer (a server that died mid-request),
-# no answer in time, and a gateway error. A 500 is the application's own answer, never retried.
-RETRY_ON = ("conn-failure", "empty-response", "junk-response", "response-timeout", "0rtt-rejected", "502", "503", "504")
+# What counts as failed: the connection, no or a broken answer (a server that died mid-request) and a
+# gateway error. A 500 is the application's own answer, and a request that ran out of time may be one
+# that is slow everywhere (retrying it would run it again): neither is retried.
+RETRY_ON = ("conn-failure", "empty-response", "junk-response", "0rtt-rejected", "502", "503", "504")
 
 
 def retry_lines(retries: int) -> list:

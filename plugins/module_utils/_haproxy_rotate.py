@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Optional
@@ -38,6 +39,10 @@ from ansible_collections.rotor.vps.plugins.module_utils._web_container import (
     WebSpec,
     http_healthy,
 )
+
+
+# A DOWN server with some of its rise checks passed ("DOWN 1/2").
+RISING_RE = re.compile(r"DOWN [1-9][0-9]*/[0-9]+")
 
 
 class RotationError(StepError):
@@ -139,8 +144,8 @@ def replacement_reason(c: WebContainer, *, desired_hash: str, live: dict, settin
         return "not a server of the backend"
     if c.address and server.address.rsplit(":", 1)[0] != c.address:
         return "address changed (HAProxy sends to %s, the container is at %s)" % (server.address, c.address)
-    if server.status.startswith("DOWN"):
-        return "DOWN in HAProxy (%s)" % server.status
+    if server.status == "DOWN":  # "DOWN 1/2" is on its way up again
+        return "DOWN in HAProxy"
     if settings.max_age is not None and now - c.created > settings.max_age:
         return "older than max_age (%ds)" % int(now - c.created)
     return ""
@@ -232,10 +237,14 @@ class Rotation:
             image_id = self.docker.image_id(self.spec.image, pull=pull and not self.check_mode)
             desired = self.spec.digest(image_id or "")
         routes = s.route_map.read()
-        self._spec_hash = desired
-        self._generation = max([c.generation for c in containers] + [self._generation])
-        return Observed(containers=containers, backend_file=backend_file, live=self.runtime.servers(s.backend),
-                        routes=routes, desired_hash=desired, image_present=image_id is not None)
+        return self.known(Observed(containers=containers, backend_file=backend_file, live=self.runtime.servers(s.backend),
+                                   routes=routes, desired_hash=desired, image_present=image_id is not None))
+
+    def known(self, observed: Observed) -> Observed:
+        """Keep what a replacement starts from: the spec's hash with the image found, the highest generation."""
+        self._spec_hash = observed.desired_hash
+        self._generation = max([c.generation for c in observed.containers] + [self._generation])
+        return observed
 
     def plan(self) -> Plan:
         observed = self.observe()
@@ -261,6 +270,13 @@ class Rotation:
             self._finish_stops()
             if plan.steps:  # the plan itself has just found the service whole otherwise
                 self._check_service(records)
+        except (HaproxyError, ContainerError, OSError) as exc:  # reading the service again failed
+            try:
+                self._finish_stops()
+            except RotationError:
+                pass
+            raise RotationError("the end-of-run check could not read the service: %s; the steps before it are done "
+                                "(see replacements)" % exc, step="check", records=records) from exc
         except RotationError:
             try:
                 self._finish_stops()
@@ -355,7 +371,7 @@ class Rotation:
             t = time.monotonic()
             address = "%s:%d" % (new.address, self.spec.port)
             self._write_servers(add=Server(new.name, address, s.server_options))
-            self.runtime.add_server(s.backend, new.name, address, s.server_options, healthy=True)
+            self.runtime.add_server(s.backend, new.name, address, s.server_options)
             step = "up"
             self.waiter.until(lambda: self._live_status(new.name, address), lambda status: status == "UP",
                               what="HAProxy reporting %s/%s UP" % (s.backend, new.name), timeout=s.up_timeout)
@@ -414,10 +430,15 @@ class Rotation:
         return http_healthy(new.address, self.spec.probe_port, self.spec.health_path)
 
     def _live_status(self, name: str, address: str) -> str:
+        """HAProxy's status of a new server; UP as soon as HAProxy's own first check has passed ("DOWN 1/2":
+        HAProxy reaches the container too), without waiting for the rest of its ``rise`` checks."""
         server = self.runtime.servers(self.settings.backend).get(name)
         if server is None:  # HAProxy restarted from a file that did not have it yet: add it again
             self.runtime.add_server(self.settings.backend, name, address, self.settings.server_options)
             return "re-added"
+        if RISING_RE.fullmatch(server.status):
+            self.runtime.set_health_up(self.settings.backend, name)
+            return "UP"
         if server.status != "UP":
             # A container that died after its health check never comes UP: say so now, not after up_timeout.
             state = self.docker.state(name)

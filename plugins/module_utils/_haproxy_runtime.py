@@ -149,18 +149,15 @@ class HaproxyRuntime:
         """The servers of one backend, by name, as ``show stat`` reports them right now."""
         return stat_servers(self.execute("show stat")).get(backend, {})
 
-    def add_server(self, backend: str, name: str, address: str, options: str, *, healthy: bool = False) -> None:
-        """Add a dynamic server (it starts in maintenance) with health checks on, then enable it.
-
-        ``healthy``: the caller has just seen the server answer its health check, so it starts UP
-        instead of waiting for ``rise`` checks of its own; HAProxy's checks still take it down after
-        ``fall`` failures.
-        """
+    def add_server(self, backend: str, name: str, address: str, options: str) -> None:
+        """Add a dynamic server (it starts in maintenance) with health checks on, then enable it."""
         self.command("add server %s/%s %s %s" % (backend, name, address, options), ok=("Already exists",))
         self.command("enable health %s/%s" % (backend, name))
-        if healthy:
-            self.command("set server %s/%s health up" % (backend, name))
         self.command("enable server %s/%s" % (backend, name))
+
+    def set_health_up(self, backend: str, name: str) -> None:
+        """Mark a server UP now; its health checks go on and take it down after ``fall`` failures."""
+        self.command("set server %s/%s health up" % (backend, name))
 
     def set_state(self, backend: str, name: str, state: str) -> None:
         """Set a server's admin state: ready, drain or maint."""

@@ -198,8 +198,8 @@ class Spawn:
         desired = ""
         if r.spec is not None:
             desired = r.spec.digest(r.docker.image_id(r.spec.image, pull=not r.check_mode) or "")
-        observed = Observed(containers=self._containers(), backend_file=BackendFile(r.settings.backend, (), (), ()),
-                            live={}, routes=routes, desired_hash=desired, image_present=True)
+        observed = r.known(Observed(containers=self._containers(), live={}, routes=routes, desired_hash=desired,
+                                    backend_file=BackendFile(r.settings.backend, (), (), ()), image_present=True))
         return make_plan(observed, r.settings, now=time.time())
 
     # Apply ----------------------------------------------------------------------------------

@@ -55,8 +55,8 @@ USER_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 CONTAINER_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 HAPROXY_TIMEOUTS = ("connect", "client", "server", "http-request", "http-keep-alive", "queue", "client-fin",
                     "server-fin", "tunnel", "check", "tarpit")
-# Ports HAProxy binds inside its container.
-HAPROXY_CONTAINER_PORTS = (80, 443, 8404)
+# Ports HAProxy binds inside its container (8405: the container's health check, __haproxy_health_port).
+HAPROXY_CONTAINER_PORTS = (80, 443, 8404, 8405)
 # A PostgreSQL role name the roles write unquoted (the PgBouncer admin).
 PG_USER_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 # postgresql.conf names: lowercase words, optionally one dotted prefix (an extension's settings).

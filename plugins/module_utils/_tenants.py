@@ -170,9 +170,11 @@ def merge_record(applied: dict, changes: dict) -> dict:
 
 
 def serving_tenants(stat: str) -> list:
-    """The tenants whose backend has a server UP, from HAProxy's answer to ``show stat``."""
+    """The tenants whose backend has a server that is not DOWN, from HAProxy's answer to ``show stat``
+    (a server rising again, or one an operator drains or keeps in maintenance, is the operator's or
+    HAProxy's business: the same rule as haproxy_rotate's)."""
     return sorted(backend[len(TENANT_BACKEND_PREFIX):] for backend, servers in stat_servers(stat).items()
-                  if backend.startswith(TENANT_BACKEND_PREFIX) and any(s.up for s in servers.values()))
+                  if backend.startswith(TENANT_BACKEND_PREFIX) and any(s.status != "DOWN" for s in servers.values()))
 
 
 def tenant_jobs(tenants: list, defaults: dict, host: str, applied: dict, running: list, *, full: bool = False,

@@ -98,8 +98,8 @@ def test_container_unknown_to_haproxy_or_moved_is_replaced():
 
 
 @pytest.mark.parametrize("status, expected", [
-    ("DOWN", [("replace", "web-1", "DOWN in HAProxy (DOWN)")]),
-    ("DOWN 1/2", [("replace", "web-1", "DOWN in HAProxy (DOWN 1/2)")]),
+    ("DOWN", [("replace", "web-1", "DOWN in HAProxy")]),
+    ("DOWN 1/2", []),
     # Going down, but still serving; and the admin states an operator sets stay as they are.
     ("UP 1/2", []),
     ("MAINT", []),
@@ -187,9 +187,13 @@ def test_rewritten_files_keep_the_roles_mode_and_owner(tmp_path):
 class _StatusRuntime:
     def __init__(self, status):
         self.status = status
+        self.forced = []
 
     def servers(self, backend):
         return {"web-3": ServerStat("web-3", self.status, 0, "10.0.0.3:8080")}
+
+    def set_health_up(self, backend, name):
+        self.forced.append("%s/%s" % (backend, name))
 
 
 class _StateDocker:
@@ -205,7 +209,7 @@ class _StateDocker:
 
 @pytest.mark.parametrize("status, state, expected", [
     ("UP", "exited", "UP"),  # UP is UP: the end-of-run check looks after a container that dies later
-    ("UP 2/3", "running", "UP 2/3"),  # still coming up: keep waiting
+    ("UP 2/3", "running", "UP 2/3"),  # UP with a check failed: keep waiting
     ("DOWN", "running", "DOWN"),
     ("UP 2/3", "exited", "container web-3 is exited: killed"),  # dead: fail now, not after up_timeout
     ("DOWN", "missing", "container web-3 is missing: killed"),
@@ -220,3 +224,16 @@ def test_waiting_for_up_stops_when_the_new_container_died(status, state, expecte
     except ContainerError as exc:
         seen = str(exc)
     assert seen == expected
+
+
+def test_a_new_server_is_up_once_haproxys_first_check_passed():
+    """HAProxy reaches the container itself ("DOWN 1/2"): UP now, not after the rest of its rise checks;
+    before any check of its own passed ("DOWN"), it stays DOWN."""
+    from ansible_collections.rotor.vps.plugins.module_utils._haproxy_rotate import Rotation
+
+    rising = _StatusRuntime("DOWN 1/2")
+    assert Rotation(settings(), None, _StateDocker("running"), rising)._live_status("web-3", "10.0.0.3:8080") == "UP"
+    assert rising.forced == ["web/web-3"]
+    down = _StatusRuntime("DOWN")
+    assert Rotation(settings(), None, _StateDocker("running"), down)._live_status("web-3", "10.0.0.3:8080") == "DOWN"
+    assert down.forced == []

@@ -6,6 +6,7 @@ import pytest
 import yaml
 
 from ansible_collections.rotor.vps.plugins.module_utils._role_input import (
+    HAPROXY_CONTAINER_PORTS,
     haproxy_backend_errors as backend_errors,
     haproxy_input_errors,
 )
@@ -50,7 +51,8 @@ def test_time_of_zero_is_refused(value):
         ({"haproxy_http_port": 0}, ["haproxy_http_port: 0 must be a whole number from 1 to 65535"]),
         ({"haproxy_stats_port": "8404"}, ["haproxy_stats_port: '8404' must be a whole number from 1 to 65535"]),
         ({"haproxy_https_port": 80}, ["haproxy_https_port: 80 is already haproxy_http_port; the ports must differ"]),
-        ({"haproxy_runtime_tcp_port": 443}, ["haproxy_runtime_tcp_port: 443 is taken inside the container (80, 443, 8404)"]),
+        ({"haproxy_runtime_tcp_port": 443}, ["haproxy_runtime_tcp_port: 443 is taken inside the container (80, 443, 8404, 8405)"]),
+        ({"haproxy_runtime_tcp_port": 8405}, ["haproxy_runtime_tcp_port: 8405 is taken inside the container (80, 443, 8404, 8405)"]),
         ({"haproxy_runtime_tcp_port": 9999}, []),
         ({"haproxy_publish_address": "0.0.0.0"}, []),
         ({"haproxy_publish_address": "::"}, []),
@@ -240,3 +242,7 @@ def test_unknown_role_is_an_error():
 
     with pytest.raises(ValueError, match="role must be one of"):
         role_input_errors({}, "nginx")
+
+
+def test_the_health_port_is_one_the_rules_keep_free():
+    assert yaml.safe_load((ROLE / "vars" / "main.yml").read_text())["__haproxy_health_port"] in HAPROXY_CONTAINER_PORTS

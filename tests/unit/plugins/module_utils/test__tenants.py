@@ -133,12 +133,14 @@ STAT = (
     "tenant_alpha,BACKEND,0,0,0,0,,0,0,0,,0,,0,0,0,0,UP,\n"
     "tenant_beta,postgrest-beta-1,0,0,0,0,,0,0,0,,0,,0,0,0,0,DOWN,10.0.1.5:3000\n"
     "tenant_beta,BACKEND,0,0,0,0,,0,0,0,,0,,0,0,0,0,DOWN,\n"
+    "tenant_gamma,postgrest-gamma-1,0,0,0,0,,0,0,0,,0,,0,0,0,0,DOWN 1/2,10.0.1.7:3000\n"
+    "tenant_delta,postgrest-delta-1,0,0,0,0,,0,0,0,,0,,0,0,0,0,MAINT,10.0.1.8:3000\n"
     "web,web-1,0,0,0,0,,0,0,0,,0,,0,0,0,0,UP,10.0.1.6:8080\n"
 )
 
 
-def test_serving_tenants_are_those_with_a_server_up():
-    assert serving_tenants(STAT) == ["alpha"]
+def test_serving_tenants_are_those_with_a_server_not_down():
+    assert serving_tenants(STAT) == ["alpha", "delta", "gamma"]
 
 
 def test_a_tenant_that_runs_but_serves_nothing_is_a_job():
