@@ -5,16 +5,18 @@ exporters and Alertmanager with a webhook receiver, all with the lab's secrets. 
 as a sysadmin would run it after editing the vault, changes every secret together: the PostgreSQL
 superuser's (the previous one given as postgres_superuser_previous_password), the PgBouncer admin's
 and stats user's, the HAProxy stats login, the tenant's database password and JWT secret, the
-exporter's database login, the broker's token and Alertmanager's receiver token - while idempotent
-GETs go through HAProxy to the tenant's API, none of which may fail. Afterwards each old secret is
-refused and each new one accepted, by the service that checks it: PostgreSQL and PgBouncer logins,
-HAProxy's stats page, PostgREST with a JWT signed with the old and the new secret, the broker with
-the old and the new token, the exporters' *_up metrics, the token Alertmanager sends. A converge with
-the same inventory again (the previous password still in it) changes nothing.
+exporter's database login, the broker's token, Alertmanager's receiver token and the ACME account key
+(with the lab's Pebble) - while idempotent GETs go through HAProxy to the tenant's API, none of which
+may fail. Afterwards each old secret is refused and each new one accepted, by the service that checks
+it: PostgreSQL and PgBouncer logins, HAProxy's stats page, PostgREST with a JWT signed with the old and
+the new secret, the broker with the old and the new token, the exporters' *_up metrics, the token
+Alertmanager sends, the ACME CA with the old and the new account (the certificate served unchanged).
+The postgres role again, the previous password still in the inventory, changes nothing.
 
 Grafana does not run in the lab: how its admin password is changed is checked on the rendered tasks
 (tests/unit/roles/test_credentials_tasks.py). The module puts the superuser's password and PgBouncer's
-users back as it found them, so the next module's reset converges with the lab's inventory.
+users back as it found them and removes the certificate, so the next module's reset converges with
+the lab's inventory.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import time
 import pytest
 import yaml
 
-from conftest import ROOT
+from conftest import LAB, ROOT
 from test_postgrest_spawn import jwt
 
 sys.path.insert(0, str(ROOT / "tests" / "lab"))
@@ -36,12 +38,20 @@ import loadgen  # noqa: E402
 
 PLAYBOOK = ROOT / "tests" / "integration" / "playbooks" / "credentials.yml"
 HOST = "creds.lab.test"
+# A name with a certificate from the lab's ACME CA: not the API's, whose plain HTTP would then redirect to HTTPS.
+ACME_HOST = "acme.creds.lab.test"
 TENANT = "creds"
 BROKER = "rotor-docker-api"
 BROKER_NETWORKS = ("docker_api", "docker_api_cadvisor")
 CLIENT_IMAGE = "busybox:1.37"
 WEBHOOK_PORT = 18090
 WEBHOOK_OUT = "/root/credentials-webhooks.jsonl"
+ACME = "https://pebble:14000/dir"
+ACCOUNTS = "/etc/rotor/certbot/config/accounts/pebble:14000/dir"
+RETIRED = "/etc/rotor/certbot/config/accounts-retired/pebble:14000"
+CERTBOT_IMAGE = "certbot/certbot:v4.0.0"
+# HAProxy's certificate files, which the data tier's reset leaves as they are.
+CERTIFICATE_FILES = "cd /etc/rotor/haproxy && sha256sum certs/* maps/https.map 2>&1"
 OLD = {
     "postgres": "lab-postgres-password",
     "pgbouncer_admin": "lab-pgbouncer-admin-password",
@@ -52,6 +62,7 @@ OLD = {
     "monitor": "lab-postgres-monitor-password",
     "broker": "lab-broker-token-old-0123456789abcdef0123",
     "webhook": "lab-webhook-token-old",
+    "acme": "lab-acme-account-old",
 }
 NEW = {key: value.replace("old", "new").replace("lab-", "lab-new-", 1) for key, value in OLD.items()}
 MIGRATION = [
@@ -71,6 +82,10 @@ def inventory(secrets: dict, address: str) -> dict:
         "rotor_tenants": [{"name": TENANT, "hosts": [HOST], "authenticator_password": secrets["authenticator"],
                            "jwt_secret": secrets["jwt"], "db_pool": 4, "pool_size": 4}],
         "socket_proxy_token": secrets["broker"],
+        # A certificate from the lab's ACME CA (Pebble; the lab inventory names it).
+        "certbot_sites": [{"domains": [ACME_HOST]}],
+        "certbot_jitter": "0",
+        "certbot_account_key": secrets["acme"],
         "observability_postgres_monitor_password": secrets["monitor"],
         "observability_alert_receivers": [{"name": "test", "type": "webhook", "bearer_token": secrets["webhook"],
                                            "url": "http://%s:%d/" % (address, WEBHOOK_PORT)}],
@@ -139,6 +154,23 @@ class Stack:
         values = [line.split()[-1] for line in text.splitlines() if line.split(" ")[0] == name]
         return values[0] if values else "missing: " + text[-300:]
 
+    def serial(self) -> str:
+        """The serial of the certificate HAProxy serves for ACME_HOST."""
+        return self.vps.sh("echo | openssl s_client -connect 127.0.0.1:443 -servername %s 2>/dev/null "
+                           "| openssl x509 -noout -serial" % ACME_HOST).stdout.strip()
+
+    def accounts(self) -> list:
+        return self.vps.sh("ls %s 2>/dev/null; true" % ACCOUNTS).stdout.split()
+
+    def acme_account(self, account_dir: str) -> subprocess.CompletedProcess:
+        """``certbot show_account`` at the lab's CA with a copy of one account's files (the account's own key)."""
+        return self.vps.sh(
+            "rm -rf /root/acme-probe && mkdir -p /root/acme-probe/accounts/pebble:14000/dir && "
+            "cp -a %s /root/acme-probe/accounts/pebble:14000/dir/ && docker run --rm --network host "
+            "-v /root/acme-probe:/etc/letsencrypt -v /etc/rotor/certificates/acme-ca.pem:/ca.pem:ro "
+            "-e REQUESTS_CA_BUNDLE=/ca.pem %s show_account --non-interactive --server %s 2>&1"
+            % (shlex.quote(account_dir), CERTBOT_IMAGE, ACME))
+
     def webhooks(self) -> list:
         text = self.vps.sh("cat %s 2>/dev/null; true" % WEBHOOK_OUT).stdout
         return [json.loads(line) for line in text.splitlines() if line.strip()]
@@ -159,11 +191,17 @@ class Stack:
         raise AssertionError("no webhook notification for %s" % name)
 
 
-def restore(vps, receiver: str) -> None:
-    """The superuser's password and PgBouncer's users as the data tier's baseline has them; the broker's networks go.
+def restore(stack, receiver: str) -> None:
+    """The superuser's password and PgBouncer's users as the data tier's baseline has them; the certificate and
+    its renewal timer, the broker and its networks go.
 
     The next module's reset converges the rest with the lab's inventory (it logs in with the lab's passwords).
     """
+    vps = stack.vps
+    run = stack.converge(stack.secrets, "--tags", "certbot", certbot_sites=[{"domains": [ACME_HOST], "state": "absent"}])
+    if run.rc != 0:
+        print("removing the certificate failed:\n%s" % run.output[-2000:])
+    vps.sh("systemctl disable --now rotor-certbot.timer >/dev/null 2>&1; rm -rf /root/acme-probe; true")
     for password in (NEW["postgres"], OLD["postgres"]):
         proc = vps.psql("ALTER ROLE postgres PASSWORD %s" % "'%s'" % OLD["postgres"], password=password, via="postgres")
         if proc.returncode == 0:
@@ -178,11 +216,13 @@ def restore(vps, receiver: str) -> None:
 def stack(data_vps, tmp_path_factory):
     vps = data_vps
     stack = Stack(vps, tmp_path_factory.mktemp("credentials"))
+    certificates = vps.sh(CERTIFICATE_FILES).stdout
     try:
         subprocess.run(["docker", "cp", str(ROOT / "tests" / "integration" / "files" / "webhook_receiver.py"),
                         "%s:/root/webhook_receiver.py" % vps.name], check=True)
         stack.receiver = vps.sh("rm -f %s; nohup python3 /root/webhook_receiver.py --port %d --out %s --lifetime 600 "
                                 ">/dev/null 2>&1 & echo $!" % (WEBHOOK_OUT, WEBHOOK_PORT, WEBHOOK_OUT)).stdout.strip()
+        subprocess.run([str(LAB), "acme-dns", vps.name, ACME_HOST], check=True)
         pulled = vps.sh("docker pull -q %s" % CLIENT_IMAGE)
         assert pulled.returncode == 0, pulled.stderr
         # The data tier's roles are converged with these secrets already (the tier's baseline).
@@ -199,13 +239,18 @@ def stack(data_vps, tmp_path_factory):
             time.sleep(0.5)
         yield stack
     finally:
-        restore(vps, getattr(stack, "receiver", ""))
+        restore(stack, getattr(stack, "receiver", ""))
+        left = vps.sh(CERTIFICATE_FILES).stdout
+        if left != certificates:  # the reset between modules does not touch these: a difference costs a fresh VPS
+            print("HAProxy's certificates differ after the module's clean-up:\n%s\n%s" % (certificates, left))
 
 
 @pytest.fixture(scope="module")
 def changed(stack):
     """The converge that changes every secret, run under load; its run and the load's result."""
     assert stack.api_status(jwt(OLD["jwt"], {"role": "creds_authenticated"})) == 200
+    stack.before = {"serial": stack.serial(), "accounts": stack.accounts()}
+    assert stack.before["serial"].startswith("serial=") and len(stack.before["accounts"]) == 1, stack.before
     with loadgen.Background("%s:80" % stack.vps.sh("hostname -i").stdout.split()[0], host=HOST, path="/items",
                             rate=50, duration=540, count=27000, connections=4) as load:
         time.sleep(1)
@@ -282,6 +327,20 @@ def test_broker_token(stack, changed):
 
 def test_alertmanager_receiver_token(stack, changed):
     assert stack.alert("CredentialsChanged") == "Bearer %s" % NEW["webhook"]
+
+
+def test_acme_account_key(stack, changed):
+    (old,) = stack.before["accounts"]
+    (new,) = stack.accounts()
+    assert new != old
+    # The certificate served is the one from before: rolling the account key orders nothing.
+    assert stack.serial() == stack.before["serial"]
+    # The CA refuses the old account's key and knows the new one.
+    (retired,) = stack.vps.sh("ls -d %s/dir.*/%s" % (RETIRED, old)).stdout.split()
+    refused = stack.acme_account(retired)
+    assert refused.returncode != 0 and ("deactivated" in refused.stdout or "unauthorized" in refused.stdout), refused.stdout
+    accepted = stack.acme_account("%s/%s" % (ACCOUNTS, new))
+    assert accepted.returncode == 0 and "Account details" in accepted.stdout, accepted.stdout
 
 
 def test_the_previous_superuser_password_left_in_the_inventory_changes_nothing(stack, changed):
