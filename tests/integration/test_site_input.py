@@ -14,7 +14,7 @@ pytestmark = pytest.mark.quick
 SECRETS = {"haproxy_stats_password": "check-mode-only", "postgres_superuser_password": "check-mode-only",
            "pgbouncer_admin_password": "check-mode-only", "pgbouncer_stats_password": "check-mode-only",
            "observability_postgres_monitor_password": "check-mode-only",
-           "observability_grafana_admin_password": "check-mode-only"}
+           "observability_grafana_admin_password": "check-mode-only", "socket_proxy_token": "check-mode-only-token-0123456789abcdef"}
 
 # (case id, inventory variables, words the error must contain)
 BAD_INPUT = [
