@@ -59,14 +59,16 @@ FAULTS = [
     Fault("new-killed-before-healthy", "started", "kill-new", True, ("healthy",)),
     Fault("new-killed-after-add", "added", "kill-new", True, ("up",)),
     Fault("new-killed-during-drain", "drain", "kill-new", True, ()),
-    Fault("haproxy-killed", "added", "kill-haproxy", False, ("add", "up", "remove", "apply")),
-    Fault("dockerd-restarted", "added", "restart-docker", False, ("start", "healthy", "add", "up", "remove", "apply")),
+    # HAProxy or the engine gone for a moment: any step may meet it, the end-of-run check's reading included.
+    Fault("haproxy-killed", "added", "kill-haproxy", False, ("add", "up", "remove", "apply", "check")),
+    Fault("dockerd-restarted", "added", "restart-docker", False, ("start", "healthy", "add", "up", "remove", "apply", "check")),
 ]
 
 # What the error of a run that failed at each step says (haproxy_rotate's RotationError messages).
 STEP_WORDS = {
     "start": "step 'start' failed", "healthy": "step 'healthy' failed", "add": "step 'add' failed",
     "up": "step 'up' failed", "remove": "removing old container", "apply": "the steps before it are done",
+    "check": "the end-of-run check",
 }
 
 
