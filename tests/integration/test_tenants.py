@@ -130,7 +130,8 @@ def test_second_converge_touches_nothing(platform):
     run = platform.converge(TENANTS)
     took = time.monotonic() - started
     assert run.rc == 0 and run.recap(platform.vps.name)["changed"] == 0, run.output[-3000:]
-    assert "0 tenant(s) to check or change: none (2 present here afterwards)" in run.output
+    # (How many tenants the record holds depends on what the tier's earlier modules left in it.)
+    assert "0 tenant(s) to check or change: none (" in run.output, run.output[-3000:]
     check = platform.converge(TENANTS, "--check")
     assert check.rc == 0 and check.recap(platform.vps.name)["changed"] == 0, check.output[-3000:]
     assert platform.state() == before
