@@ -1,10 +1,10 @@
 # Copyright (c) rotor.vps contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The backup role's schedule metric (the rules and the script live in module_utils/_backup.py)."""
+"""The backup role's schedule metric (its rules live in module_utils/_backup_plan.py)."""
 
 from __future__ import annotations
 
-from ansible_collections.rotor.vps.plugins.module_utils._backup import schedule_text
+from ansible_collections.rotor.vps.plugins.module_utils._backup_plan import schedule_text
 from ansible_collections.rotor.vps.plugins.module_utils._calendar import longest_gap_seconds
 from ansible_collections.rotor.vps.plugins.module_utils._validate import plain_input
 

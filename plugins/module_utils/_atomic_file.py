@@ -6,28 +6,31 @@ from __future__ import annotations
 
 import os
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Optional
+from typing import IO, Iterator, Optional
 
 # A file a module creates: readable by root and by the group of its directory (the service's).
 NEW_FILE_MODE = 0o640
 
 
-def atomic_write(path: str, data: str, *, mode: int = 0o644, uid: Optional[int] = None,
-                 gid: Optional[int] = None) -> None:
-    """Replace ``path`` with ``data``: temp file in the same directory, fsync, rename, fsync dir.
+@contextmanager
+def atomic_output(path: str, *, mode: int = 0o644, uid: Optional[int] = None, gid: Optional[int] = None,
+                  suffix: str = ".tmp") -> Iterator[IO[bytes]]:
+    """A binary file that replaces ``path`` only when the block ends without an error: a temp file in the
+    same directory (named ``.<name>.<random><suffix>``), fsync, rename, fsync of the directory.
 
-    The mode (and owner, when given) are set on the temp file before the rename, so a secret is
+    The mode (and owner, when given) are set on the temp file before anything is written, so a secret is
     never readable with looser permissions, not even for a moment.
     """
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), suffix=".tmp", dir=directory)
+    fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), suffix=suffix, dir=directory)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        with os.fdopen(fd, "wb") as handle:
             os.fchmod(handle.fileno(), mode)
             if uid is not None or gid is not None:
                 os.fchown(handle.fileno(), -1 if uid is None else uid, -1 if gid is None else gid)
-            handle.write(data)
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -42,6 +45,13 @@ def atomic_write(path: str, data: str, *, mode: int = 0o644, uid: Optional[int] 
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def atomic_write(path: str, data: str, *, mode: int = 0o644, uid: Optional[int] = None,
+                 gid: Optional[int] = None) -> None:
+    """Replace ``path`` with the text ``data`` (UTF-8), through ``atomic_output``."""
+    with atomic_output(path, mode=mode, uid=uid, gid=gid) as handle:
+        handle.write(data.encode("utf-8"))
 
 
 def read_text(path: str) -> Optional[str]:

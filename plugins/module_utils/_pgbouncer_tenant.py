@@ -34,7 +34,6 @@ from ansible_collections.rotor.vps.plugins.module_utils._pgbouncer_ini import (
 from ansible_collections.rotor.vps.plugins.module_utils._scram import is_verifier, make_verifier, verifier_matches
 from ansible_collections.rotor.vps.plugins.module_utils._validate import (
     address_errors,
-    docker_host_errors,
     docker_name_errors,
     host_path_errors,
     hostname_errors,
@@ -45,6 +44,9 @@ from ansible_collections.rotor.vps.plugins.module_utils._validate import (
     socket_dir_errors,
     text_errors,
     whole_number_errors,
+)
+from ansible_collections.rotor.vps.plugins.module_utils._validate_container import (
+    docker_host_errors,
 )
 
 POOL_MODES = ("session", "transaction", "statement")

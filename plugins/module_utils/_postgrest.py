@@ -32,15 +32,17 @@ from urllib.parse import quote
 from ansible_collections.rotor.vps.plugins.module_utils._haproxy_backend import retry_lines
 from ansible_collections.rotor.vps.plugins.module_utils._pgbouncer_ini import tenant_name_errors
 from ansible_collections.rotor.vps.plugins.module_utils._validate import (
-    container_limit_errors,
     haproxy_time_errors,
     host_path_errors,
     hostname_errors,
-    image_errors,
     no_nul_errors,
     port_errors,
     text_errors,
     whole_number_errors,
+)
+from ansible_collections.rotor.vps.plugins.module_utils._validate_container import (
+    container_limit_errors,
+    image_errors,
 )
 from ansible_collections.rotor.vps.plugins.module_utils._web_service import SWITCH_SPEC, switch_errors
 

@@ -16,7 +16,7 @@ import ipaddress
 import re
 from typing import Callable, Optional
 
-from ansible_collections.rotor.vps.plugins.module_utils._backup import backup_input_errors
+from ansible_collections.rotor.vps.plugins.module_utils._backup_plan import backup_input_errors
 from ansible_collections.rotor.vps.plugins.module_utils._certbot_sites import (
     DEFAULT_KEYS as CERTBOT_DEFAULT_KEYS,
     certbot_defaults_errors,

@@ -14,13 +14,9 @@ from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
 from ansible_collections.rotor.vps.plugins.module_utils._validate import (
     SOCKET_PATH_MAX,
-    claim_errors,
-    container_limit_errors,
     backend_name_errors,
     calendar_errors,
-    capability_errors,
-    container_user_errors,
-    docker_host_errors,
+    claim_errors,
     docker_name_errors,
     duplicate_errors,
     duration_errors,
@@ -29,13 +25,19 @@ from ansible_collections.rotor.vps.plugins.module_utils._validate import (
     health_path_errors,
     host_path_errors,
     hostname_errors,
-    image_errors,
-    label_errors,
     port_errors,
     service_name_errors,
     text_errors,
     tmpfs_mount_errors,
     whole_number_errors,
+)
+from ansible_collections.rotor.vps.plugins.module_utils._validate_container import (
+    capability_errors,
+    container_limit_errors,
+    container_user_errors,
+    docker_host_errors,
+    image_errors,
+    label_errors,
 )
 
 TMPFS_SPEC = dict(

@@ -267,6 +267,8 @@ from ansible_collections.rotor.vps.plugins.module_utils._validate import (
     address_errors,
     docker_name_errors,
     host_path_errors,
+)
+from ansible_collections.rotor.vps.plugins.module_utils._validate_container import (
     image_errors,
 )
 from ansible_collections.rotor.vps.plugins.module_utils._web_service import host_errors

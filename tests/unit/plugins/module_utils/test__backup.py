@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ansible_collections.rotor.vps.plugins.module_utils import _backup
+from ansible_collections.rotor.vps.plugins.module_utils import _backup, _backup_plan
 from ansible_collections.rotor.vps.plugins.module_utils._audit import read_textfile
-from ansible_collections.rotor.vps.plugins.module_utils._backup import (
+from ansible_collections.rotor.vps.plugins.module_utils._atomic_file import atomic_output
+from ansible_collections.rotor.vps.plugins.module_utils._backup_plan import (
     BackupError,
     RunResult,
-    atomic_output,
     backup_input_errors,
     database_statements,
     databases_to_dump,
@@ -42,7 +42,7 @@ def at(day: int, hour: int = 0) -> datetime:
 def test_names_sort_as_time_and_parse_back():
     assert dump_name("acme", NOW) == "acme.20261201T180000Z.dump"
     assert globals_name(NOW) == "globals.20261201T180000Z.sql.gz"
-    assert parse_name("acme.20261201T180000Z.dump") == _backup.BackupFile("acme.20261201T180000Z.dump", "acme", "dump", NOW)
+    assert parse_name("acme.20261201T180000Z.dump") == _backup_plan.BackupFile("acme.20261201T180000Z.dump", "acme", "dump", NOW)
     # A database called globals is a dump, not the globals.
     assert parse_name("globals.20261201T180000Z.dump").kind == "dump"
     assert parse_name(globals_name(NOW)).kind == "globals"
@@ -137,9 +137,9 @@ def test_schedule_text():
 def test_restore_names_fit_postgres():
     assert restore_names("acme", NOW) == {"restoring": "acme_restoring_20261201t180000z",
                                           "aside": "acme_replaced_20261201t180000z"}
-    longest = "a" * _backup.RESTORE_NAME_MAX
+    longest = "a" * _backup_plan.RESTORE_NAME_MAX
     assert max(len(n) for n in restore_names(longest, NOW).values()) <= 63
-    for bad in ("a" * (_backup.RESTORE_NAME_MAX + 1), "Acme", "acme; drop", ""):
+    for bad in ("a" * (_backup_plan.RESTORE_NAME_MAX + 1), "Acme", "acme; drop", ""):
         with pytest.raises(BackupError, match="must be a tenant name"):
             restore_names(bad, NOW)
 
@@ -202,11 +202,11 @@ def test_swap_is_one_transaction():
 def test_atomic_output_never_leaves_a_partial_file(tmp_path):
     final = tmp_path / "acme.20261201T180000Z.dump"
     with pytest.raises(BackupError):
-        with atomic_output(str(final)) as sink:
+        with atomic_output(str(final), mode=0o600, suffix=".partial") as sink:
             sink.write(b"half a dump")
             raise BackupError("pg_dump failed")
     assert list(tmp_path.iterdir()) == []
-    with atomic_output(str(final)) as sink:
+    with atomic_output(str(final), mode=0o600, suffix=".partial") as sink:
         sink.write(b"PGDMP whole")
     assert final.read_bytes() == b"PGDMP whole" and oct(final.stat().st_mode & 0o777) == "0o600"
     assert [p.name for p in tmp_path.iterdir()] == [final.name]

@@ -7,16 +7,11 @@ import pytest
 
 from ansible_collections.rotor.vps.plugins.module_utils._validate import (
     address_errors,
-    capability_errors,
-    container_user_errors,
-    docker_host_errors,
     duration_seconds,
     env_errors,
     health_path_errors,
     host_path_errors,
     hostname_errors,
-    image_errors,
-    label_errors,
     network_errors,
     no_nul_errors,
     pg_name_errors,
@@ -31,6 +26,13 @@ from ansible_collections.rotor.vps.plugins.module_utils._validate import (
     tmpfs_size_bytes,
     tmpfs_volume_errors,
     without_secrets,
+)
+from ansible_collections.rotor.vps.plugins.module_utils._validate_container import (
+    capability_errors,
+    container_user_errors,
+    docker_host_errors,
+    image_errors,
+    label_errors,
 )
 
 
