@@ -10,6 +10,8 @@ Every failure is an ``EngineError`` naming the container or image and what Docke
 from __future__ import annotations
 
 import calendar
+import os
+import signal as signals
 import time
 from typing import Optional
 
@@ -18,12 +20,34 @@ class EngineError(Exception):
     """Docker refused an operation or a container did not behave."""
 
 
+def signal_number(name: str) -> int:
+    """The number of a signal given by name, with or without its SIG prefix (``HUP``, ``SIGUSR2``)."""
+    wanted = name.upper() if name.upper().startswith("SIG") else "SIG" + name.upper()
+    number = getattr(signals, wanted, None)
+    if not isinstance(number, int) or wanted.startswith("SIG_"):
+        raise EngineError("%r is not a signal name such as SIGHUP or USR1" % name)
+    return int(number)
+
+
+def process_in_container(pid: int, container_id: str, proc: str = "/proc") -> bool:
+    """Whether process ``pid`` of this host runs in the container ``container_id`` (its cgroup names it)."""
+    if pid <= 0 or not container_id:
+        return False
+    try:
+        with open("%s/%d/cgroup" % (proc, pid), encoding="utf-8") as handle:
+            return container_id in handle.read()
+    except OSError:
+        return False
+
+
 class DockerEngine:
     """Containers and images over the engine's API at ``base_url`` (``unix:///var/run/docker.sock``)."""
 
     def __init__(self, base_url: str, timeout: int = 60):
         import docker  # imported here so a module can report a missing SDK cleanly
 
+        # An engine on this host: its containers' processes are this host's (DockerEngine.signal).
+        self.local = base_url.startswith("unix://")
         try:
             self.client = docker.DockerClient(base_url=base_url, timeout=timeout)
         except docker.errors.DockerException as exc:  # the SDK asks the engine for its API version first
@@ -78,14 +102,38 @@ class DockerEngine:
         except EngineError:
             return ""
 
-    def signal(self, name: str, signal: str) -> None:
-        """Send ``signal`` (``SIGUSR1``...) to the container's main process; the container must be running."""
+    def signal(self, name: str, signal: str) -> str:
+        """Send ``signal`` (``SIGHUP``, ``USR1``...) to the running container's main process; how it went:
+        "kill" (this host's kill(2)) or "api" (the engine's kill endpoint).
+
+        Docker marks a container it was asked to signal through its API as stopped by hand, whatever the
+        signal: from then on neither a crash nor a reboot brings it back (restart policies ``always`` and
+        ``unless-stopped`` alike; moby issue 41302). When the engine runs on this host, the signal goes to
+        the main process with kill(2) instead, once /proc shows that process in the container's cgroup;
+        the restart policy stays whole. A remote engine gets the API's kill.
+        """
+        number = signal_number(signal)
         try:
-            self.client.containers.get(name).kill(signal=signal)
+            container = self.client.containers.get(name)
         except self.errors.NotFound:
             raise EngineError("container %s does not exist" % name) from None
+        state = container.attrs.get("State") or {}
+        if not state.get("Running"):
+            raise EngineError("could not send %s to container %s: it is not running" % (signal, name))
+        pid = int(state.get("Pid") or 0)
+        if self.local and process_in_container(pid, container.id):
+            try:
+                os.kill(pid, number)
+                return "kill"
+            except ProcessLookupError:
+                raise EngineError("could not send %s to container %s: its process %d is gone" % (signal, name, pid)) from None
+            except PermissionError:
+                pass  # not root here: the engine's endpoint can
+        try:
+            container.kill(signal=number)
         except self.errors.APIError as exc:
             raise EngineError("could not send %s to container %s: %s" % (signal, name, exc.explanation or exc)) from exc
+        return "api"
 
     def run_in(self, name: str, argv: list) -> tuple:
         """Run ``argv`` in the running container ``name`` (as its user); ``(exit code, output)``."""

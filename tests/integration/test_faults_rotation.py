@@ -38,7 +38,7 @@ import loadgen  # noqa: E402
 
 # Docker's daemon is restarted and HAProxy killed on the shared VPS: whatever a reset could not see
 # stays with this module, which runs after the edge tier's others.
-RUN_LAST_IN_TIER = True
+RUN_LAST_IN_TIER = 1
 ROUNDS = int(os.environ.get("ROTOR_FAULT_ROUNDS", "1"))
 SCRIPT = ROOT / "tests" / "integration" / "files" / "rotation_fault.py"
 SUMMARY = ROOT / ".cache" / "faults" / "rotation.json"
@@ -170,19 +170,13 @@ def wait_haproxy(rotor, seconds: float = 30) -> None:
                         "--wait 1 'show info' >/dev/null").returncode == 0:
             return
         time.sleep(0.5)
-    pytest.fail("HAProxy's runtime socket did not answer within %d s" % seconds)
+    state = rotor.vps.sh("docker inspect -f '{{.State.Status}} exit={{.State.ExitCode}} restarts={{.RestartCount}} "
+                         "started={{.State.StartedAt}} error={{.State.Error}}' rotor-haproxy; "
+                         "docker logs --tail 15 rotor-haproxy 2>&1; date -u +%FT%T").stdout
+    pytest.fail("HAProxy's runtime socket did not answer within %d s: %s" % (seconds, state))
 
 
-# In make test's full run, HAProxy killed on the edge VPS after the certificate and broker modules did
-# not come back from its files within 30 s (alone, it does in 1 to 3 s): until that is understood, that
-# fault runs in make test-faults (ROTOR_FAULT_ROUNDS > 1) only.
-SLOW_TO_TRUST = {"haproxy-killed"}
-
-
-@pytest.mark.parametrize("fault", [
-    pytest.param(f, marks=pytest.mark.skipif(ROUNDS == 1 and f.name in SLOW_TO_TRUST,
-                                             reason="make test-faults only (see SLOW_TO_TRUST)"))
-    for f in FAULTS], ids=[f.name for f in FAULTS])
+@pytest.mark.parametrize("fault", FAULTS, ids=[f.name for f in FAULTS])
 @pytest.mark.parametrize("round_", range(1, ROUNDS + 1), ids=["round%d" % n for n in range(1, ROUNDS + 1)])
 def test_fault_during_rotation(rotor, summary, fault, round_):
     names = serving(rotor)
