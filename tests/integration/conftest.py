@@ -329,10 +329,13 @@ class SharedVps:
         self.baseline = vps.fingerprint()
         return vps
 
-    def checkout(self) -> ConvergedVps:
-        """The VPS in its baseline state: as converged, or reset to it, or a fresh one."""
+    def checkout(self, keep: str = "") -> ConvergedVps:
+        """The VPS in its baseline state: as converged, or reset to it, or a fresh one. With ``keep``, the name of
+        an attribute the previous module set on the VPS: when it has it, the VPS as that module left it."""
         if self.vps is None:
             self.vps = self._create()
+            return self.vps
+        if keep and getattr(self.vps, keep, None):
             return self.vps
         now = self.vps.fingerprint()
         if now == self.baseline:
@@ -371,15 +374,15 @@ def _tier_of(item) -> str:
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(session, config, items):
     """Run the modules of each shared tier one after the other (fresh-VPS modules first, and a module
-    that sets ``RUN_LAST_IN_TIER = True`` after its tier's others: it leaves what no reset undoes
-    cheaply); the order within a module, and every test's id, stay as they are."""
+    that sets ``RUN_LAST_IN_TIER = 1`` after its tier's others: it leaves what no reset undoes
+    cheaply; one that sets 2 after that one); the order within a module, and every test's id, stay as they are."""
     rank = {"": 0, **{tier: index + 1 for index, tier in enumerate(SHARED_TIERS)}}
     modules: dict[str, int] = {}
-    last: dict[str, bool] = {}
+    last: dict[str, int] = {}
     for item in items:
         module = item.nodeid.split("::")[0]
         modules[module] = max(modules.get(module, 0), rank[_tier_of(item)])
-        last[module] = bool(getattr(item.module, "RUN_LAST_IN_TIER", False))
+        last[module] = int(getattr(item.module, "RUN_LAST_IN_TIER", 0))
     order = {module: position for position, module in enumerate(modules)}
     items.sort(key=lambda item: (modules[item.nodeid.split("::")[0]], last[item.nodeid.split("::")[0]],
                                  order[item.nodeid.split("::")[0]]))
@@ -403,7 +406,9 @@ def _shared(tmp_path_factory):
 
 def _tier_fixture(request, tier: str):
     pool = request.getfixturevalue("_shared")[tier]
-    yield pool.checkout()
+    # A module with ``CONTINUES_ON = "<attribute>"`` continues on what the tier's previous module left, when that
+    # module marked the VPS with the attribute (test_credentials.py on test_observability.py's full stack).
+    yield pool.checkout(keep=getattr(request.module, "CONTINUES_ON", ""))
     module = request.node.nodeid.split("::")[0]
     if getattr(request.config, "rotor_last_module", {}).get(tier) == module:
         pool.release()

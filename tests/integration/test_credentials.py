@@ -1,22 +1,23 @@
-"""Every secret the lab runs, changed in the inventory and converged at once, under load (data_vps).
+"""Every secret of the full stack, changed in the inventory and converged at once, under load (data_vps).
 
-A first converge brings up a tenant (its API through HAProxy), the Docker API broker, the database
-exporters and Alertmanager with a webhook receiver, all with the lab's secrets. Then one converge,
-as a sysadmin would run it after editing the vault, changes every secret together: the PostgreSQL
-superuser's (the previous one given as postgres_superuser_previous_password), the PgBouncer admin's
-and stats user's, the HAProxy stats login, the tenant's database password and JWT secret, the
-exporter's database login, the broker's token, Alertmanager's receiver token and the ACME account key
-(with the lab's Pebble) - while idempotent GETs go through HAProxy to the tenant's API, none of which
-may fail. Afterwards each old secret is refused and each new one accepted, by the service that checks
-it: PostgreSQL and PgBouncer logins, HAProxy's stats page, PostgREST with a JWT signed with the old and
-the new secret, the broker with the old and the new token, the exporters' *_up metrics, the token
-Alertmanager sends, the ACME CA with the old and the new account (the certificate served unchanged).
-The postgres role again, the previous password still in the inventory, changes nothing.
+The module continues on the whole platform test_observability.py converged on the data VPS (a tenant
+with its API through HAProxy, the Docker API broker, the database exporters, Alertmanager with a webhook
+receiver, a certificate from the lab's ACME CA, backups), or converges it the same way when it runs
+alone. Then one converge, as a sysadmin would run it after editing the vault, changes every secret
+together: the PostgreSQL superuser's (the previous one given as postgres_superuser_previous_password),
+the PgBouncer admin's and stats user's, the HAProxy stats login, the tenant's database password and JWT
+secret, the exporter's database login, the broker's token, Alertmanager's receiver token and the ACME
+account key - while idempotent GETs go through HAProxy to the tenant's API, none of which may fail.
+Afterwards each old secret is refused and each new one accepted, by the service that checks it:
+PostgreSQL and PgBouncer logins, HAProxy's stats page, PostgREST with a JWT signed with the old and the
+new secret, the broker with the old and the new token, the exporters' *_up metrics, the token
+Alertmanager sends, the ACME CA with the old and the new account (the certificate served unchanged), and
+a backup run with the superuser's new password. The postgres role again, the previous password still in
+the inventory, changes nothing. Last, every container of the stack killed as by a crash comes back: no
+reload by signal made Docker count one as stopped by hand.
 
 Grafana does not run in the lab: how its admin password is changed is checked on the rendered tasks
-(tests/unit/roles/test_credentials_tasks.py). The module puts the superuser's password and PgBouncer's
-users back as it found them and removes the certificate, so the next module's reset converges with
-the lab's inventory.
+(tests/unit/roles/test_credentials_tasks.py). The module runs last in the data tier: the VPS goes after it.
 """
 
 from __future__ import annotations
@@ -26,93 +27,84 @@ import shlex
 import subprocess
 import sys
 import time
+import uuid
 
 import pytest
 import yaml
 
-from conftest import LAB, ROOT
+from ansible_collections.rotor.vps.plugins.module_utils._hardening import MANAGED_BY
+from conftest import ROOT
+from test_observability import API_HOST, NAMES, WEBHOOK_OUT, full_stack
 from test_postgrest_spawn import jwt
 
 sys.path.insert(0, str(ROOT / "tests" / "lab"))
 import loadgen  # noqa: E402
 
 PLAYBOOK = ROOT / "tests" / "integration" / "playbooks" / "credentials.yml"
-HOST = "creds.lab.test"
-# A name with a certificate from the lab's ACME CA: not the API's, whose plain HTTP would then redirect to HTTPS.
-ACME_HOST = "acme.creds.lab.test"
-TENANT = "creds"
+# After test_observability.py, on the stack it converged (its fixture marks the VPS with full_stack).
+RUN_LAST_IN_TIER = 2
+CONTINUES_ON = "full_stack"
+# A name with a certificate from the lab's ACME CA (the API's own is served over plain HTTP for the load).
+ACME_HOST = NAMES[0]
 BROKER = "rotor-docker-api"
 BROKER_NETWORKS = ("docker_api", "docker_api_cadvisor")
 CLIENT_IMAGE = "busybox:1.37"
-WEBHOOK_PORT = 18090
-WEBHOOK_OUT = "/root/credentials-webhooks.jsonl"
 ACME = "https://pebble:14000/dir"
 ACCOUNTS = "/etc/rotor/certbot/config/accounts/pebble:14000/dir"
 RETIRED = "/etc/rotor/certbot/config/accounts-retired/pebble:14000"
 CERTBOT_IMAGE = "certbot/certbot:v4.0.0"
-# HAProxy's certificate files, which the data tier's reset leaves as they are.
-CERTIFICATE_FILES = "cd /etc/rotor/haproxy && sha256sum certs/* maps/https.map 2>&1"
-OLD = {
-    "postgres": "lab-postgres-password",
-    "pgbouncer_admin": "lab-pgbouncer-admin-password",
-    "pgbouncer_stats": "lab-pgbouncer-stats-password",
-    "haproxy_stats": "lab-stats-password",
-    "authenticator": "creds-authenticator-old",
-    "jwt": "creds-jwt-secret-old-" + "o" * 24,
-    "monitor": "lab-postgres-monitor-password",
-    "broker": "lab-broker-token-old-0123456789abcdef0123",
-    "webhook": "lab-webhook-token-old",
-    "acme": "lab-acme-account-old",
+# Where each secret is in the inventory: a variable, or a key of the first item of a list variable.
+SECRETS = {
+    "postgres": ("postgres_superuser_password",),
+    "pgbouncer_admin": ("pgbouncer_admin_password",),
+    "pgbouncer_stats": ("pgbouncer_stats_password",),
+    "haproxy_stats": ("haproxy_stats_password",),
+    "authenticator": ("rotor_tenants", "authenticator_password"),
+    "jwt": ("rotor_tenants", "jwt_secret"),
+    "monitor": ("observability_postgres_monitor_password",),
+    "broker": ("socket_proxy_token",),
+    "webhook": ("observability_alert_receivers", "bearer_token"),
+    "acme": ("certbot_account_key",),
 }
-NEW = {key: value.replace("old", "new").replace("lab-", "lab-new-", 1) for key, value in OLD.items()}
 MIGRATION = [
-    "CREATE TABLE api.items (id serial PRIMARY KEY, name text NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS api.items (id serial PRIMARY KEY, name text NOT NULL)",
     "INSERT INTO api.items (name) VALUES ('one'), ('two')",
-    "GRANT SELECT ON api.items TO creds_anon, creds_authenticated",
+    "GRANT SELECT ON api.items TO {tenant}_anon, {tenant}_authenticated",
 ]
 
 
-def inventory(secrets: dict, address: str) -> dict:
-    """The inventory's variables that name a secret (all from ``secrets``), and what the stack needs."""
-    return {
-        "postgres_superuser_password": secrets["postgres"],
-        "pgbouncer_admin_password": secrets["pgbouncer_admin"],
-        "pgbouncer_stats_password": secrets["pgbouncer_stats"],
-        "haproxy_stats_password": secrets["haproxy_stats"],
-        "rotor_tenants": [{"name": TENANT, "hosts": [HOST], "authenticator_password": secrets["authenticator"],
-                           "jwt_secret": secrets["jwt"], "db_pool": 4, "pool_size": 4}],
-        "socket_proxy_token": secrets["broker"],
-        # A certificate from the lab's ACME CA (Pebble; the lab inventory names it).
-        "certbot_sites": [{"domains": [ACME_HOST]}],
-        "certbot_jitter": "0",
-        "certbot_account_key": secrets["acme"],
-        "observability_postgres_monitor_password": secrets["monitor"],
-        "observability_alert_receivers": [{"name": "test", "type": "webhook", "bearer_token": secrets["webhook"],
-                                           "url": "http://%s:%d/" % (address, WEBHOOK_PORT)}],
-        # Only what holds a credential runs: no Prometheus, no host-side collector timer.
-        "observability_prometheus_enabled": False,
-        "observability_node_exporter_enabled": False,
-        "observability_cadvisor_enabled": False,
-        "observability_blackbox_enabled": False,
-        "observability_collector_enabled": False,
-        "observability_alert_group_wait": "1s",
-        "observability_alert_group_interval": "2s",
-    }
+def secret(settings: dict, key: str) -> str:
+    path = SECRETS[key]
+    return settings[path[0]][0][path[1]] if len(path) == 2 else settings[path[0]]
+
+
+def with_secrets(settings: dict, secrets: dict) -> dict:
+    """``settings`` with every secret of SECRETS from ``secrets`` (copies: ``settings`` is left as it is)."""
+    changed = dict(settings)
+    for key, path in SECRETS.items():
+        if len(path) == 2:
+            changed[path[0]] = [dict(changed[path[0]][0], **{path[1]: secrets[key]})] + changed[path[0]][1:]
+        else:
+            changed[path[0]] = secrets[key]
+    return changed
 
 
 class Stack:
-    """The converged stack on the data VPS and the secrets it runs with (``secrets``)."""
+    """The full stack on the data VPS: the variables it was converged with, its old and new secrets."""
 
-    def __init__(self, vps, tmp):
+    def __init__(self, vps, tmp, variables_file):
         self.vps = vps
         self.tmp = tmp
-        # Alertmanager reaches the receiver on the VPS host through the edge network's gateway (DATA_VARS).
-        self.gateway = "10.232.0.1"
-        self.secrets = dict(OLD)
+        self.variables_file = variables_file
+        self.settings = yaml.safe_load(variables_file.read_text())
+        everything = dict(yaml.safe_load(vps.vars_file.read_text()), **self.settings)
+        self.old = {key: secret(everything, key) for key in SECRETS}
+        self.new = {key: "rotated-%s-%s" % (key.replace("_", "-"), uuid.uuid4().hex) for key in SECRETS}
+        self.tenant = self.settings["rotor_tenants"][0]["name"]
 
     def converge(self, secrets: dict, *args: str, **extra):
         path = self.tmp / ("secrets-%d.yml" % time.monotonic_ns())
-        path.write_text(yaml.safe_dump(dict(inventory(secrets, self.gateway), **extra)))
+        path.write_text(yaml.safe_dump(dict(with_secrets(self.settings, secrets), **extra)))
         started = time.monotonic()
         run = self.vps.playbook(str(PLAYBOOK), "-e", "@%s" % self.vps.vars_file, "-e", "@%s" % path, *args, timeout=600)
         run.seconds = time.monotonic() - started
@@ -138,7 +130,7 @@ class Stack:
 
     def api_status(self, token: str | None = None) -> int:
         options = "-H %s" % shlex.quote("Authorization: Bearer " + token) if token else ""
-        return self.vps.http("/items", host=HOST, options=options).status
+        return self.vps.http("/items", host=API_HOST, options=options).status
 
     def client(self, network: str, url: str, *options: str) -> str:
         """busybox wget from a container on ``network``: the answer's body, or its error."""
@@ -191,125 +183,91 @@ class Stack:
         raise AssertionError("no webhook notification for %s" % name)
 
 
-def restore(stack, receiver: str) -> None:
-    """The superuser's password and PgBouncer's users as the data tier's baseline has them; the certificate and
-    its renewal timer, the broker and its networks go.
-
-    The next module's reset converges the rest with the lab's inventory (it logs in with the lab's passwords).
-    """
-    vps = stack.vps
-    run = stack.converge(stack.secrets, "--tags", "certbot", certbot_sites=[{"domains": [ACME_HOST], "state": "absent"}])
-    if run.rc != 0:
-        print("removing the certificate failed:\n%s" % run.output[-2000:])
-    vps.sh("systemctl disable --now rotor-certbot.timer >/dev/null 2>&1; rm -rf /root/acme-probe; true")
-    for password in (NEW["postgres"], OLD["postgres"]):
-        proc = vps.psql("ALTER ROLE postgres PASSWORD %s" % "'%s'" % OLD["postgres"], password=password, via="postgres")
-        if proc.returncode == 0:
-            break
-    vps.sh("cp -p %s/userlist.txt %s/userlist.txt && docker kill -s HUP %s"
-           % (vps.BASELINE_DIR, vps.variables["pgbouncer_config_dir"], vps.PGBOUNCER))
-    vps.sh("docker rm -f %s >/dev/null 2>&1; for n in %s; do docker network rm $n >/dev/null 2>&1; done; "
-           "kill %s 2>/dev/null; true" % (BROKER, " ".join(BROKER_NETWORKS), receiver or "-0"))
-
-
 @pytest.fixture(scope="module")
-def stack(data_vps, tmp_path_factory):
+def stack(data_vps, collection_snapshot, tmp_path_factory):
     vps = data_vps
-    stack = Stack(vps, tmp_path_factory.mktemp("credentials"))
-    certificates = vps.sh(CERTIFICATE_FILES).stdout
-    try:
-        subprocess.run(["docker", "cp", str(ROOT / "tests" / "integration" / "files" / "webhook_receiver.py"),
-                        "%s:/root/webhook_receiver.py" % vps.name], check=True)
-        stack.receiver = vps.sh("rm -f %s; nohup python3 /root/webhook_receiver.py --port %d --out %s --lifetime 600 "
-                                ">/dev/null 2>&1 & echo $!" % (WEBHOOK_OUT, WEBHOOK_PORT, WEBHOOK_OUT)).stdout.strip()
-        subprocess.run([str(LAB), "acme-dns", vps.name, ACME_HOST], check=True)
-        pulled = vps.sh("docker pull -q %s" % CLIENT_IMAGE)
-        assert pulled.returncode == 0, pulled.stderr
-        # The data tier's roles are converged with these secrets already (the tier's baseline).
-        run = stack.converge(OLD, "--skip-tags", "tier")
-        assert run.rc == 0, run.output[-4000:]
-        print("the stack with the old secrets: %.1f s" % run.seconds)
-        for sql in MIGRATION:
-            proc = stack.psql(sql, user="postgres", password=OLD["postgres"], dbname=TENANT)
-            assert proc.returncode == 0, (sql, proc.stderr)
-        proc = vps.sh("docker kill -s SIGUSR1 $(docker ps -q --filter label=org.rotor.vps.tenant=%s)" % TENANT)
-        assert proc.returncode == 0, proc.stderr
-        deadline = time.monotonic() + 20
-        while stack.api_status() != 200 and time.monotonic() < deadline:
-            time.sleep(0.5)
-        yield stack
-    finally:
-        restore(stack, getattr(stack, "receiver", ""))
-        left = vps.sh(CERTIFICATE_FILES).stdout
-        if left != certificates:  # the reset between modules does not touch these: a difference costs a fresh VPS
-            print("HAProxy's certificates differ after the module's clean-up:\n%s\n%s" % (certificates, left))
+    started = time.monotonic()
+    stack = Stack(vps, tmp_path_factory.mktemp("credentials"), full_stack(vps))
+    print("the full stack with the old secrets (converged here unless test_observability.py did): %.1f s"
+          % (time.monotonic() - started))
+    pulled = vps.sh("docker pull -q %s" % CLIENT_IMAGE)
+    assert pulled.returncode == 0, pulled.stderr
+    for sql in MIGRATION:
+        proc = stack.psql(sql.format(tenant=stack.tenant), user="postgres", password=stack.old["postgres"],
+                          dbname=stack.tenant)
+        assert proc.returncode == 0, (sql, proc.stderr)
+    proc = vps.sh("kill -s USR1 $(docker inspect -f '{{.State.Pid}}' $(docker ps -q --filter label=org.rotor.vps.tenant=%s))"
+                  % stack.tenant)
+    assert proc.returncode == 0, proc.stderr
+    deadline = time.monotonic() + 20
+    while stack.api_status() != 200 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return stack
 
 
 @pytest.fixture(scope="module")
 def changed(stack):
     """The converge that changes every secret, run under load; its run and the load's result."""
-    assert stack.api_status(jwt(OLD["jwt"], {"role": "creds_authenticated"})) == 200
+    assert stack.api_status(jwt(stack.old["jwt"], {"role": stack.tenant + "_authenticated"})) == 200
     stack.before = {"serial": stack.serial(), "accounts": stack.accounts()}
     assert stack.before["serial"].startswith("serial=") and len(stack.before["accounts"]) == 1, stack.before
-    with loadgen.Background("%s:80" % stack.vps.sh("hostname -i").stdout.split()[0], host=HOST, path="/items",
+    with loadgen.Background("%s:80" % stack.vps.sh("hostname -i").stdout.split()[0], host=API_HOST, path="/items",
                             rate=50, duration=540, count=27000, connections=4) as load:
         time.sleep(1)
-        run = stack.converge(NEW, postgres_superuser_previous_password=OLD["postgres"])
+        run = stack.converge(stack.new, postgres_superuser_previous_password=stack.old["postgres"])
         time.sleep(1)
-    stack.secrets = dict(NEW)
     result = load.result.as_dict()
     print("every secret changed in one converge: %.1f s; load meanwhile: %s" % (run.seconds, result))
     assert run.rc == 0, run.output[-5000:]
     return run, result
 
 
-def test_no_request_fails_while_every_secret_changes(changed):
+def test_no_request_fails_while_every_secret_changes(stack, changed):
     run, result = changed
     assert result["sent"] > 500, result
     assert result["failed"] == 0, result
-    for secret in NEW.values():
-        assert secret not in run.output
-    for secret in OLD.values():
-        assert secret not in run.output
+    shown = [key for key in SECRETS if stack.old[key] in run.output or stack.new[key] in run.output]
+    assert shown == [], shown
 
 
 def test_superuser_password(stack, changed):
-    assert stack.logs_in(user="postgres", password=NEW["postgres"], dbname="postgres", via="postgres")
-    assert not stack.logs_in(user="postgres", password=OLD["postgres"], dbname="postgres", via="postgres")
+    assert stack.logs_in(user="postgres", password=stack.new["postgres"], dbname="postgres", via="postgres")
+    assert not stack.logs_in(user="postgres", password=stack.old["postgres"], dbname="postgres", via="postgres")
     # Nothing was relaxed for the change: every pg_hba.conf rule asks for a SCRAM password or rejects.
-    rules = stack.psql("SELECT DISTINCT auth_method FROM pg_hba_file_rules", user="postgres", password=NEW["postgres"])
+    rules = stack.psql("SELECT DISTINCT auth_method FROM pg_hba_file_rules", user="postgres", password=stack.new["postgres"])
     assert rules.returncode == 0 and "scram-sha-256" in rules.stdout.split(), rules.stdout + rules.stderr
     assert set(rules.stdout.split()) <= {"scram-sha-256", "reject"}, rules.stdout
 
 
 def test_pgbouncer_admin_and_stats_users(stack, changed):
-    assert stack.admin_logs_in("pgbouncer_admin", NEW["pgbouncer_admin"])
-    assert not stack.admin_logs_in("pgbouncer_admin", OLD["pgbouncer_admin"])
-    assert stack.admin_logs_in("rotor_stats", NEW["pgbouncer_stats"])
-    assert not stack.admin_logs_in("rotor_stats", OLD["pgbouncer_stats"])
+    assert stack.admin_logs_in("pgbouncer_admin", stack.new["pgbouncer_admin"])
+    assert not stack.admin_logs_in("pgbouncer_admin", stack.old["pgbouncer_admin"])
+    assert stack.admin_logs_in("rotor_stats", stack.new["pgbouncer_stats"])
+    assert not stack.admin_logs_in("rotor_stats", stack.old["pgbouncer_stats"])
 
 
 def test_haproxy_stats_login(stack, changed):
-    assert stack.stats_status(NEW["haproxy_stats"]) == 200
-    assert stack.stats_status(OLD["haproxy_stats"]) == 401
+    assert stack.stats_status(stack.new["haproxy_stats"]) == 200
+    assert stack.stats_status(stack.old["haproxy_stats"]) == 401
 
 
 def test_tenant_database_password(stack, changed):
     for via in ("pgbouncer", "postgres"):
-        assert stack.logs_in(user="creds_authenticator", password=NEW["authenticator"], dbname=TENANT, via=via), via
-        assert not stack.logs_in(user="creds_authenticator", password=OLD["authenticator"], dbname=TENANT, via=via), via
+        login = dict(user=stack.tenant + "_authenticator", dbname=stack.tenant, via=via)
+        assert stack.logs_in(password=stack.new["authenticator"], **login), via
+        assert not stack.logs_in(password=stack.old["authenticator"], **login), via
     # The API serves from the new login (its container was replaced with the new connection string).
     assert stack.api_status() == 200
 
 
 def test_tenant_jwt_secret(stack, changed):
-    assert stack.api_status(jwt(NEW["jwt"], {"role": "creds_authenticated"})) == 200
-    assert stack.api_status(jwt(OLD["jwt"], {"role": "creds_authenticated"})) == 401
+    assert stack.api_status(jwt(stack.new["jwt"], {"role": stack.tenant + "_authenticated"})) == 200
+    assert stack.api_status(jwt(stack.old["jwt"], {"role": stack.tenant + "_authenticated"})) == 401
 
 
 def test_exporters_log_in_with_their_new_credentials(stack, changed):
-    assert stack.logs_in(user="rotor_monitor", password=NEW["monitor"], dbname="postgres", via="postgres")
-    assert not stack.logs_in(user="rotor_monitor", password=OLD["monitor"], dbname="postgres", via="postgres")
+    assert stack.logs_in(user="rotor_monitor", password=stack.new["monitor"], dbname="postgres", via="postgres")
+    assert not stack.logs_in(user="rotor_monitor", password=stack.old["monitor"], dbname="postgres", via="postgres")
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         up = (stack.metric("rotor-postgres-exporter", 9187, "pg_up"),
@@ -321,12 +279,12 @@ def test_exporters_log_in_with_their_new_credentials(stack, changed):
 
 
 def test_broker_token(stack, changed):
-    assert stack.broker(NEW["broker"]) == "OK"
-    assert "403" in stack.broker(OLD["broker"])
+    assert stack.broker(stack.new["broker"]) == "OK"
+    assert "403" in stack.broker(stack.old["broker"])
 
 
 def test_alertmanager_receiver_token(stack, changed):
-    assert stack.alert("CredentialsChanged") == "Bearer %s" % NEW["webhook"]
+    assert stack.alert("CredentialsChanged") == "Bearer %s" % stack.new["webhook"]
 
 
 def test_acme_account_key(stack, changed):
@@ -343,7 +301,34 @@ def test_acme_account_key(stack, changed):
     assert accepted.returncode == 0 and "Account details" in accepted.stdout, accepted.stdout
 
 
+def test_a_backup_runs_with_the_new_superuser_password(stack, changed):
+    proc = stack.vps.sh("systemctl start rotor-backup.service")
+    assert proc.returncode == 0, stack.vps.sh("journalctl -u rotor-backup.service -n 30 --no-pager").stdout
+
+
 def test_the_previous_superuser_password_left_in_the_inventory_changes_nothing(stack, changed):
-    run = stack.converge(NEW, "--tags", "postgres", postgres_superuser_previous_password=OLD["postgres"])
+    run = stack.converge(stack.new, "--tags", "postgres", postgres_superuser_previous_password=stack.old["postgres"])
     print("the postgres role again, the previous password still given: %.1f s" % run.seconds)
     assert run.rc == 0 and run.recap(stack.vps.name)["changed"] == 0, run.output[-4000:]
+
+
+def test_every_container_comes_back_after_a_crash(stack, changed):
+    """The converges reloaded several containers by signal (PgBouncer, Alertmanager, the broker, PostgREST): none
+    of them counts as stopped by hand. Each of the stack's containers, its main process killed (SIGKILL, as a
+    crash), is running again, restarted by Docker."""
+    vps = stack.vps
+    inspected = json.loads(vps.sh("docker inspect $(docker ps -q --filter label=%s)" % MANAGED_BY).stdout)
+    restarted = {c["Name"].lstrip("/"): c["RestartCount"] for c in inspected
+                 if c["HostConfig"]["RestartPolicy"]["Name"] in ("always", "unless-stopped")}
+    assert len(restarted) >= 10, sorted(restarted)
+    pids = " ".join(str(c["State"]["Pid"]) for c in inspected if c["Name"].lstrip("/") in restarted)
+    assert vps.sh("kill -9 %s" % pids).returncode == 0
+    deadline = time.monotonic() + 60
+    while True:
+        now = json.loads(vps.sh("docker inspect %s" % " ".join(restarted)).stdout)
+        back = {c["Name"].lstrip("/"): c["State"]["Running"] and c["RestartCount"] > restarted[c["Name"].lstrip("/")]
+                for c in now}
+        if all(back.values()) or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert all(back.values()), "not restarted by Docker: %s" % sorted(name for name, ok in back.items() if not ok)

@@ -39,6 +39,10 @@ PLANTED_ENV_TOKEN = "planted-env-token-%s" % uuid.uuid4().hex[:12]
 DASHBOARDS = ROOT / "roles" / "observability" / "files" / "dashboards"
 STATE = Path("/var/lib/rotor-lab")
 NAMES = ["web.obs.lab.test", "demo.obs.lab.test"]
+# The tenant's API also by a name with no certificate, served over plain HTTP (test_credentials.py's load).
+API_HOST = "api.obs.lab.test"
+# The ACME account key's name (certbot_account_key): test_credentials.py rolls it.
+ACME_ACCOUNT_KEY = "lab-acme-account-old"
 LAB_SETTINGS = yaml.safe_load(LAB_VARS.read_text())
 LOGIN = "%s:%s" % (LAB_SETTINGS.get("haproxy_stats_user", "admin"), LAB_SETTINGS["haproxy_stats_password"])
 # Alertmanager reaches the receiver on the VPS host through the edge network's gateway (DATA_VARS).
@@ -48,14 +52,15 @@ WEBHOOK_TOKEN = "lab-webhook-token"
 WEBHOOK_OUT = "/root/webhooks.jsonl"
 SCRAPE = 2
 JOBS = {"prometheus", "alertmanager", "node", "cadvisor", "blackbox", "postgres", "pgbouncer", "haproxy", "probe_https"}
-# The data tier's VPS goes after this module: the timers it installed never run into another's.
-RUN_LAST_IN_TIER = True
+# The data tier's VPS goes after this module (and test_credentials.py, which continues on its stack): the timers
+# it installed never run into another's.
+RUN_LAST_IN_TIER = 1
 
 
 def variables() -> dict:
     service = dict(LAB_SETTINGS["rotation_services"][0], hosts=NAMES[:1], replicas=2,
                    env={"API_TOKEN": PLANTED_ENV_TOKEN})
-    tenant = dict(LAB_SETTINGS["rotor_tenants"][0], hosts=NAMES[1:], jwt_secret=PLANTED_JWT_SECRET)
+    tenant = dict(LAB_SETTINGS["rotor_tenants"][0], hosts=NAMES[1:] + [API_HOST], jwt_secret=PLANTED_JWT_SECRET)
     return {
         "rotation_services": [service],
         "rotor_tenants": [tenant],
@@ -63,6 +68,7 @@ def variables() -> dict:
         "certbot_acme_directory": "https://pebble:14000/dir",
         "certbot_ca_bundle": (STATE / "pebble-ca.pem").read_text(),
         "certbot_jitter": "0",
+        "certbot_account_key": ACME_ACCOUNT_KEY,
         "observability_probe_ca_bundle": (STATE / "pebble-root.pem").read_text(),
         "observability_scrape_interval": "%ds" % SCRAPE,
         "observability_evaluation_interval": "%ds" % SCRAPE,
@@ -142,28 +148,37 @@ def container(vps, label: str) -> str:
     return names[0]
 
 
-@pytest.fixture(scope="module")
-def vps(data_vps, collection_snapshot):
+def full_stack(data_vps) -> Path:
+    """The whole platform converged on ``data_vps`` with ``variables()`` (once: a later module continues on it,
+    see test_credentials.py); the variables' file. The webhook receiver lives as long as the VPS (bounded)."""
+    if getattr(data_vps, "full_stack", None):
+        return data_vps.full_stack
     subprocess.run([str(LAB), "acme-up"], check=True)
     subprocess.run([str(LAB), "acme-root"], check=True, capture_output=True)
     subprocess.run([str(LAB), "acme-dns", data_vps.name, *NAMES], check=True)
     subprocess.run(["docker", "cp", str(ROOT / "tests" / "integration" / "files" / "webhook_receiver.py"),
                     "%s:/root/webhook_receiver.py" % data_vps.name], check=True)
-    receiver = data_vps.sh("rm -f %s; nohup python3 /root/webhook_receiver.py --port %d --out %s --lifetime 900 "
-                           ">/dev/null 2>&1 & echo $!" % (WEBHOOK_OUT, WEBHOOK_PORT, WEBHOOK_OUT)).stdout.strip()
+    data_vps.sh("rm -f %s; nohup python3 /root/webhook_receiver.py --port %d --out %s --lifetime 1500 "
+                ">/dev/null 2>&1 &" % (WEBHOOK_OUT, WEBHOOK_PORT, WEBHOOK_OUT))
     path = data_vps.tmp / "observability-vars.yml"
     path.write_text(yaml.safe_dump(variables()))
     run = data_vps.playbook(str(PLAYBOOK), "-vvv", "--diff", "-e", "@%s" % data_vps.vars_file, extra_vars=path,
                             timeout=900)
     assert run.rc == 0, run.output[-4000:]
     data_vps.converge_output = run.output
+    data_vps.full_stack = path
+    return path
+
+
+@pytest.fixture(scope="module")
+def vps(data_vps, collection_snapshot):
+    full_stack(data_vps)
     # The tests start the rotation themselves: a timer's run (every 5 minutes in the lab's settings)
     # would start containers meanwhile, and one could take the address of the PostgREST a test stops,
     # which HAProxy's server line keeps.
     assert data_vps.sh("systemctl stop rotor-rotate-web.timer").returncode == 0
     yield data_vps
-    data_vps.sh("kill %s; systemctl disable --now 'rotor-rotate-*.timer' rotor-certbot.timer "
-                "rotor-container-metrics.timer; true" % receiver)
+    data_vps.sh("systemctl disable --now 'rotor-rotate-*.timer' rotor-certbot.timer rotor-container-metrics.timer; true")
 
 
 def test_every_container_is_hardened(vps):
