@@ -34,7 +34,7 @@ import yaml
 
 from ansible_collections.rotor.vps.plugins.module_utils._hardening import MANAGED_BY
 from conftest import ROOT
-from test_observability import API_HOST, NAMES, WEBHOOK_OUT, full_stack
+from test_observability import NAMES, WEBHOOK_OUT, full_stack
 from test_postgrest_spawn import jwt
 
 sys.path.insert(0, str(ROOT / "tests" / "lab"))
@@ -44,8 +44,8 @@ PLAYBOOK = ROOT / "tests" / "integration" / "playbooks" / "credentials.yml"
 # After test_observability.py, on the stack it converged (its fixture marks the VPS with full_stack).
 RUN_LAST_IN_TIER = 2
 CONTINUES_ON = "full_stack"
-# A name with a certificate from the lab's ACME CA (the API's own is served over plain HTTP for the load).
-ACME_HOST = NAMES[0]
+# The web service's name and the tenant's API's, each with its certificate from the lab's ACME CA (one for both).
+ACME_HOST, API_HOST = NAMES
 BROKER = "rotor-docker-api"
 BROKER_NETWORKS = ("docker_api", "docker_api_cadvisor")
 CLIENT_IMAGE = "busybox:1.37"
@@ -130,7 +130,7 @@ class Stack:
 
     def api_status(self, token: str | None = None) -> int:
         options = "-H %s" % shlex.quote("Authorization: Bearer " + token) if token else ""
-        return self.vps.http("/items", host=API_HOST, options=options).status
+        return self.vps.http("/items", host=API_HOST, https=True, options=options).status
 
     def client(self, network: str, url: str, *options: str) -> str:
         """busybox wget from a container on ``network``: the answer's body, or its error."""
@@ -211,8 +211,8 @@ def changed(stack):
     assert stack.api_status(jwt(stack.old["jwt"], {"role": stack.tenant + "_authenticated"})) == 200
     stack.before = {"serial": stack.serial(), "accounts": stack.accounts()}
     assert stack.before["serial"].startswith("serial=") and len(stack.before["accounts"]) == 1, stack.before
-    with loadgen.Background("%s:80" % stack.vps.sh("hostname -i").stdout.split()[0], host=API_HOST, path="/items",
-                            rate=50, duration=540, count=27000, connections=4) as load:
+    with loadgen.Background("%s:443" % stack.vps.sh("hostname -i").stdout.split()[0], host=API_HOST, path="/items",
+                            rate=50, duration=540, count=27000, connections=4, tls=True) as load:
         time.sleep(1)
         run = stack.converge(stack.new, postgres_superuser_previous_password=stack.old["postgres"])
         time.sleep(1)

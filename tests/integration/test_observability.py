@@ -39,8 +39,6 @@ PLANTED_ENV_TOKEN = "planted-env-token-%s" % uuid.uuid4().hex[:12]
 DASHBOARDS = ROOT / "roles" / "observability" / "files" / "dashboards"
 STATE = Path("/var/lib/rotor-lab")
 NAMES = ["web.obs.lab.test", "demo.obs.lab.test"]
-# The tenant's API also by a name with no certificate, served over plain HTTP (test_credentials.py's load).
-API_HOST = "api.obs.lab.test"
 # The ACME account key's name (certbot_account_key): test_credentials.py rolls it.
 ACME_ACCOUNT_KEY = "lab-acme-account-old"
 LAB_SETTINGS = yaml.safe_load(LAB_VARS.read_text())
@@ -60,7 +58,7 @@ RUN_LAST_IN_TIER = 1
 def variables() -> dict:
     service = dict(LAB_SETTINGS["rotation_services"][0], hosts=NAMES[:1], replicas=2,
                    env={"API_TOKEN": PLANTED_ENV_TOKEN})
-    tenant = dict(LAB_SETTINGS["rotor_tenants"][0], hosts=NAMES[1:] + [API_HOST], jwt_secret=PLANTED_JWT_SECRET)
+    tenant = dict(LAB_SETTINGS["rotor_tenants"][0], hosts=NAMES[1:], jwt_secret=PLANTED_JWT_SECRET)
     return {
         "rotation_services": [service],
         "rotor_tenants": [tenant],

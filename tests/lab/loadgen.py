@@ -14,6 +14,7 @@ import asyncio
 import collections
 import ipaddress
 import json
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -62,7 +63,8 @@ async def _read_chunks(reader: asyncio.StreamReader) -> None:
 
 
 async def _worker(target: tuple, host: str, path: str, interval: float, start: float, until: float,
-                  budget: list, result: LoadResult, stop: threading.Event, offset: float) -> None:
+                  budget: list, result: LoadResult, stop: threading.Event, offset: float,
+                  tls: ssl.SSLContext | None = None) -> None:
     reader = writer = None
     slot = start + offset
     request = ("GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: rotor-loadgen\r\n\r\n" % (path, host)).encode()
@@ -80,7 +82,8 @@ async def _worker(target: tuple, host: str, path: str, interval: float, start: f
         began = time.monotonic()
         try:
             if writer is None:
-                reader, writer = await asyncio.wait_for(asyncio.open_connection(*target), 5)
+                reader, writer = await asyncio.wait_for(asyncio.open_connection(
+                    *target, ssl=tls, server_hostname=host if tls else None), 5)
             writer.write(request)
             status_line = await asyncio.wait_for(reader.readline(), 10)
             if not status_line:
@@ -127,12 +130,13 @@ async def _worker(target: tuple, host: str, path: str, interval: float, start: f
 
 
 async def _run(target: tuple, host: str, path: str, rate: float, duration: float, count: int,
-               connections: int, stop: threading.Event, result: LoadResult) -> LoadResult:
+               connections: int, stop: threading.Event, result: LoadResult, tls: ssl.SSLContext | None) -> LoadResult:
     interval = connections / rate
     start = time.monotonic()
     budget = [count]
     await asyncio.gather(*[
-        _worker(target, host, path, interval, start, start + duration, budget, result, stop, i * interval / connections)
+        _worker(target, host, path, interval, start, start + duration, budget, result, stop, i * interval / connections,
+                tls)
         for i in range(connections)
     ])
     result.seconds = time.monotonic() - start
@@ -141,15 +145,23 @@ async def _run(target: tuple, host: str, path: str, rate: float, duration: float
 
 def run(target: str, *, host: str, path: str = "/", rate: float = 200, duration: float = 10,
         count: int = 1_000_000, connections: int = 8, stop: threading.Event | None = None,
-        result: LoadResult | None = None) -> LoadResult:
+        result: LoadResult | None = None, tls: bool = False) -> LoadResult:
     """Send ``rate`` requests per second over ``connections`` keep-alive connections, bounded.
+
+    ``tls``: over HTTPS, with ``host`` as the server name (the certificate is not checked: a load only
+    counts answers).
 
     ``result`` (when given) is filled in as requests complete, so another thread can watch it.
     """
     address, _colon, port = target.rpartition(":")
     _check_target(address)
+    context = None
+    if tls:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
     return asyncio.run(_run((address, int(port)), host, path, rate, duration, count, connections,
-                            stop or threading.Event(), result or LoadResult()))
+                            stop or threading.Event(), result or LoadResult(), context))
 
 
 class Background:
