@@ -103,7 +103,7 @@ def naive_rotate(vps: str) -> None:
         ip = sh(vps, "docker inspect -f '{{(index .NetworkSettings.Networks \"app\").IPAddress}}' %s" % new)
         sh(vps, "sed -i 's/^    server %s .*/    server %s %s:8080 check inter 2s rise 2 fall 2/' "
                 "/etc/rotor/haproxy/conf.d/bench.cfg" % (name, new, ip))
-        sh(vps, "kill -s USR2 $(docker inspect -f '{{.State.Pid}}' rotor-haproxy)")
+        sh(vps, "pid=$(docker inspect -f '{{.State.Pid}}' rotor-haproxy) && [ \"$pid\" -gt 0 ] && kill -s USR2 \"$pid\"")
 
 
 def crash_one_replica(vps: str, delay: float, crashed: list) -> None:

@@ -15,7 +15,7 @@ NEW_FILE_MODE = 0o640
 
 
 @contextmanager
-def atomic_output(path: str, *, mode: int = 0o644, uid: Optional[int] = None, gid: Optional[int] = None,
+def atomic_output(path: str, *, mode: int = 0o600, uid: Optional[int] = None, gid: Optional[int] = None,
                   suffix: str = ".tmp") -> Iterator[IO[bytes]]:
     """A binary file that replaces ``path`` only when the block ends without an error: a temp file in the
     same directory (named ``.<name>.<random><suffix>``), fsync, rename, fsync of the directory.

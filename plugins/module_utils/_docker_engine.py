@@ -40,6 +40,23 @@ def process_in_container(pid: int, container_id: str, proc: str = "/proc") -> bo
         return False
 
 
+def signal_warning(signal: str, container: str, why: str) -> str:
+    """The warning for a signal that went through Docker's kill endpoint (DockerEngine.signal said why)."""
+    return ("%s went to container %s through Docker's kill endpoint (%s): Docker now counts it as stopped by hand "
+            "and restarts it neither after a crash nor at boot until it is started again (docker restart %s)"
+            % (signal, container, why, container))
+
+
+def namespace_init(pid: int, proc: str = "/proc") -> bool:
+    """Whether process ``pid`` of this host is PID 1 of its own PID namespace (a container's main process)."""
+    try:
+        with open("%s/%d/status" % (proc, pid), encoding="utf-8") as handle:
+            fields = [line.split()[1:] for line in handle if line.startswith("NSpid:")]
+    except OSError:
+        return False
+    return bool(fields) and len(fields[0]) > 1 and fields[0][-1] == "1"
+
+
 class DockerEngine:
     """Containers and images over the engine's API at ``base_url`` (``unix:///var/run/docker.sock``)."""
 
@@ -103,37 +120,61 @@ class DockerEngine:
             return ""
 
     def signal(self, name: str, signal: str) -> str:
-        """Send ``signal`` (``SIGHUP``, ``USR1``...) to the running container's main process; how it went:
-        "kill" (this host's kill(2)) or "api" (the engine's kill endpoint).
+        """Send ``signal`` (``SIGHUP``, ``USR1``...) to the running container's main process. Returns "" when
+        it went by kill(2) on this host, else why it went through the engine's kill endpoint (for a warning).
 
         Docker marks a container it was asked to signal through its API as stopped by hand, whatever the
         signal: from then on neither a crash nor a reboot brings it back (restart policies ``always`` and
         ``unless-stopped`` alike; moby issue 41302). When the engine runs on this host, the signal goes to
-        the main process with kill(2) instead, once /proc shows that process in the container's cgroup;
-        the restart policy stays whole. A remote engine gets the API's kill.
+        the main process itself: a pidfd is opened on the PID Docker reports, and the signal is sent through
+        it only once that process is checked to be the container's (its cgroup names the container, it is
+        PID 1 of its namespace, and Docker still reports that PID): a PID reused meanwhile is never
+        signalled. The restart policy stays whole. A remote engine gets the API's kill.
         """
         number = signal_number(signal)
-        try:
-            container = self.client.containers.get(name)
-        except self.errors.NotFound:
-            raise EngineError("container %s does not exist" % name) from None
-        state = container.attrs.get("State") or {}
-        if not state.get("Running"):
-            raise EngineError("could not send %s to container %s: it is not running" % (signal, name))
-        pid = int(state.get("Pid") or 0)
-        if self.local and process_in_container(pid, container.id):
-            try:
-                os.kill(pid, number)
-                return "kill"
-            except ProcessLookupError:
-                raise EngineError("could not send %s to container %s: its process %d is gone" % (signal, name, pid)) from None
-            except PermissionError:
-                pass  # not root here: the engine's endpoint can
+        container = self._running(name, signal)
+        why = "the Docker engine is not on this host"
+        if self.local:
+            pid = int((container.attrs.get("State") or {}).get("Pid") or 0)
+            why = self._kill(container, pid, number)
+            if not why:
+                return ""
         try:
             container.kill(signal=number)
         except self.errors.APIError as exc:
             raise EngineError("could not send %s to container %s: %s" % (signal, name, exc.explanation or exc)) from exc
-        return "api"
+        return why
+
+    def _running(self, name: str, signal: str):
+        try:
+            container = self.client.containers.get(name)
+        except self.errors.NotFound:
+            raise EngineError("container %s does not exist" % name) from None
+        if not (container.attrs.get("State") or {}).get("Running"):
+            raise EngineError("could not send %s to container %s: it is not running" % (signal, name))
+        return container
+
+    def _kill(self, container, pid: int, number: int) -> str:
+        """kill(2) of the container's main process through a pidfd; "" when sent, else why not."""
+        try:
+            pidfd = os.pidfd_open(pid) if pid > 0 else -1
+        except (OSError, AttributeError) as exc:  # gone, not root, or no pidfd (kernel < 5.3)
+            return "its main process %d could not be opened here: %s" % (pid, exc)
+        if pidfd < 0:
+            return "Docker reports no process for it"
+        try:
+            container.reload()
+            if int((container.attrs.get("State") or {}).get("Pid") or 0) != pid \
+                    or not process_in_container(pid, container.id) or not namespace_init(pid):
+                return "process %d on this host is not the container's main process" % pid
+            signals.pidfd_send_signal(pidfd, number)
+            return ""
+        except self.errors.DockerException as exc:
+            return "the container could not be read again: %s" % exc
+        except OSError as exc:
+            return "kill(2) of process %d failed: %s" % (pid, exc)
+        finally:
+            os.close(pidfd)
 
     def run_in(self, name: str, argv: list) -> tuple:
         """Run ``argv`` in the running container ``name`` (as its user); ``(exit code, output)``."""

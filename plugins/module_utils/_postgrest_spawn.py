@@ -18,6 +18,7 @@ from typing import Optional
 
 from ansible_collections.rotor.vps.plugins.module_utils._atomic_file import FileState, read_text
 from ansible_collections.rotor.vps.plugins.module_utils._audit import append_audit
+from ansible_collections.rotor.vps.plugins.module_utils._docker_engine import signal_warning
 from ansible_collections.rotor.vps.plugins.module_utils._haproxy_backend import BackendError, Backends, backend_text
 from ansible_collections.rotor.vps.plugins.module_utils._haproxy_files import BackendFile
 from ansible_collections.rotor.vps.plugins.module_utils._haproxy_rotate import (
@@ -122,6 +123,8 @@ class Spawn:
         self.rotation = rotation
         self.backends = backends
         self.limits = limits
+        # For the module's warnings: a signal that had to go through Docker's kill endpoint.
+        self.warnings: list = []
 
     # Read -----------------------------------------------------------------------------------
 
@@ -300,7 +303,9 @@ class Spawn:
         """Send ``signal`` to every running container of the tenant, then wait until each is ready again."""
         spec = self.rotation.spec
         for container in self.running():
-            self.rotation.docker.signal(container.name, signal)
+            why = self.rotation.docker.signal(container.name, signal)
+            if why:
+                self.warnings.append(signal_warning(signal, container.name, why))
             if spec is not None and container.address:
                 # PostgREST answers /ready again once it has reloaded (a schema reload holds requests).
                 self.rotation.waiter.until(

@@ -15,9 +15,10 @@ description:
   - C(docker kill --signal) is not used on purpose. Docker marks a container it was asked to signal as
     stopped by hand, whatever the signal, and from then on brings it back neither after a crash nor at
     boot (restart policies C(always) and C(unless-stopped) alike). When the engine runs on this host
-    (a C(unix://) O(docker_host)), the signal goes to the process with kill(2), once C(/proc) shows it in
-    the container's cgroup, and the restart policy stays whole. A remote engine gets Docker's kill, with
-    a warning.
+    (a C(unix://) O(docker_host)), the signal goes to the process itself through a pidfd, once the process
+    is checked to be the container's main process (its cgroup, PID 1 of its namespace, the PID Docker
+    still reports), and the restart policy stays whole. A remote engine, or a process that cannot be
+    checked, gets Docker's kill, with a warning that says why.
 author: rotor.vps maintainers (@rotor-vps)
 extends_documentation_fragment:
   - rotor.vps.docker
@@ -50,7 +51,12 @@ sent_by:
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.rotor.vps.plugins.module_utils._docker_engine import DockerEngine, EngineError, signal_number
+from ansible_collections.rotor.vps.plugins.module_utils._docker_engine import (
+    DockerEngine,
+    EngineError,
+    signal_number,
+    signal_warning,
+)
 from ansible_collections.rotor.vps.plugins.module_utils._validate import docker_name_errors
 from ansible_collections.rotor.vps.plugins.module_utils._validate_container import docker_host_errors
 
@@ -85,15 +91,14 @@ def main() -> None:
     try:
         engine = DockerEngine(p["docker_host"])
         try:
-            sent_by = engine.signal(p["name"], p["signal"])
+            why = engine.signal(p["name"], p["signal"])
         finally:
             engine.close()
     except EngineError as exc:
         module.fail_json(msg=str(exc))
-    if sent_by == "api":
-        module.warn("%s went to container %s through Docker's API (a remote engine): Docker now counts it as "
-                    "stopped by hand and will not restart it after a crash or at boot" % (p["signal"], p["name"]))
-    module.exit_json(changed=True, sent_by=sent_by)
+    if why:
+        module.warn(signal_warning(p["signal"], p["name"], why))
+    module.exit_json(changed=True, sent_by="api" if why else "kill")
 
 
 if __name__ == "__main__":

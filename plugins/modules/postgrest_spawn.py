@@ -340,6 +340,8 @@ def main() -> None:
                          changed=bool(exc.records))
     except (HaproxyError, ContainerError, ConfigFileError, LockTimeout, BackendError) as exc:
         module.fail_json(msg="postgrest_spawn %s: %s; nothing was changed" % (tenant, exc))
+    for warning in spawn.warnings:
+        module.warn(warning)
     module.exit_json(**result)
 
 

@@ -78,6 +78,13 @@ class LabVps:
             ["docker", "exec", self.name, "sh", "-c", command], capture_output=True, text=True, timeout=120, check=False
         )
 
+    def signal(self, signal: str, containers: str) -> subprocess.CompletedProcess:
+        """``signal`` (``USR1``...) to the main process of each container ``containers`` names (names or a shell
+        ``$(docker ps -q ...)``), as the collection sends it: kill(2), never ``docker kill -s``, after which
+        Docker counts a container as stopped by hand and restarts it neither after a crash nor at boot."""
+        return self.sh("for pid in $(docker inspect -f '{{.State.Pid}}' %s); do [ \"$pid\" -gt 0 ] && kill -s %s \"$pid\"; "
+                       "done" % (containers, signal))
+
     def playbook(self, playbook: str, *args: str, extra_vars: Path | None = None, timeout: int = 900) -> PlaybookRun:
         cmd = [ANSIBLE_PLAYBOOK, "-i", str(self.inventory), str(ROOT / "playbooks" / playbook), *args]
         if extra_vars:
@@ -150,6 +157,8 @@ class ConvergedVps(LabVps):
         super().__init__(name, suite, tmp)
         self.tmp = tmp
         self.vars_file = tmp / "vars.yml"
+        # What a module left for the next one to continue on (CONTINUES_ON), by name; a reset clears it.
+        self.marks: dict = {}
 
     def install_tools(self) -> None:
         """Copy the fixture's tools to /root/ in the VPS."""
@@ -331,16 +340,17 @@ class SharedVps:
 
     def checkout(self, keep: str = "") -> ConvergedVps:
         """The VPS in its baseline state: as converged, or reset to it, or a fresh one. With ``keep``, the name of
-        an attribute the previous module set on the VPS: when it has it, the VPS as that module left it."""
+        a mark the previous module left in ``vps.marks``: when it is there, the VPS as that module left it."""
         if self.vps is None:
             self.vps = self._create()
             return self.vps
-        if keep and getattr(self.vps, keep, None):
+        if keep and keep in self.vps.marks:
             return self.vps
         now = self.vps.fingerprint()
         if now == self.baseline:
             return self.vps
         print("\n%s: the VPS differs from its baseline; resetting it" % self.vps.name)
+        self.vps.marks.clear()
         self.vps.reset()
         now = self.vps.fingerprint()
         if now != self.baseline:
@@ -406,8 +416,8 @@ def _shared(tmp_path_factory):
 
 def _tier_fixture(request, tier: str):
     pool = request.getfixturevalue("_shared")[tier]
-    # A module with ``CONTINUES_ON = "<attribute>"`` continues on what the tier's previous module left, when that
-    # module marked the VPS with the attribute (test_credentials.py on test_observability.py's full stack).
+    # A module with ``CONTINUES_ON = "<mark>"`` continues on what the tier's previous module left, when that
+    # module put the mark in ``vps.marks`` (test_credentials.py on test_observability.py's full stack).
     yield pool.checkout(keep=getattr(request.module, "CONTINUES_ON", ""))
     module = request.node.nodeid.split("::")[0]
     if getattr(request.config, "rotor_last_module", {}).get(tier) == module:

@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT / "tests" / "lab"))
 import loadgen  # noqa: E402
 
 PLAYBOOK = ROOT / "tests" / "integration" / "playbooks" / "credentials.yml"
-# After test_observability.py, on the stack it converged (its fixture marks the VPS with full_stack).
+# After test_observability.py, on the stack it converged (full_stack() marks the VPS with "full_stack").
 RUN_LAST_IN_TIER = 2
 CONTINUES_ON = "full_stack"
 # The web service's name and the tenant's API's, each with its certificate from the lab's ACME CA (one for both).
@@ -196,8 +196,7 @@ def stack(data_vps, collection_snapshot, tmp_path_factory):
         proc = stack.psql(sql.format(tenant=stack.tenant), user="postgres", password=stack.old["postgres"],
                           dbname=stack.tenant)
         assert proc.returncode == 0, (sql, proc.stderr)
-    proc = vps.sh("kill -s USR1 $(docker inspect -f '{{.State.Pid}}' $(docker ps -q --filter label=org.rotor.vps.tenant=%s))"
-                  % stack.tenant)
+    proc = vps.signal("USR1", "$(docker ps -q --filter label=org.rotor.vps.tenant=%s)" % stack.tenant)
     assert proc.returncode == 0, proc.stderr
     deadline = time.monotonic() + 20
     while stack.api_status() != 200 and time.monotonic() < deadline:

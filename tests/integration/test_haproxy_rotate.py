@@ -264,7 +264,7 @@ def test_reload_during_rotation_loses_no_server(rotor):
         while not stop.is_set() and len(reloads) < 40:
             # To the master process, not through Docker's kill: that would count HAProxy's container as stopped
             # by hand, and Docker would not restart it after a crash (test_faults_rotation.py kills it later).
-            rotor.vps.sh("kill -s USR2 $(docker inspect -f '{{.State.Pid}}' rotor-haproxy)")
+            rotor.vps.signal("USR2", "rotor-haproxy")
             reloads.append(time.monotonic())
             time.sleep(0.3)
 

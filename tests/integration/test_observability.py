@@ -148,15 +148,15 @@ def container(vps, label: str) -> str:
 
 def full_stack(data_vps) -> Path:
     """The whole platform converged on ``data_vps`` with ``variables()`` (once: a later module continues on it,
-    see test_credentials.py); the variables' file. The webhook receiver lives as long as the VPS (bounded)."""
-    if getattr(data_vps, "full_stack", None):
-        return data_vps.full_stack
+    see test_credentials.py); the variables' file. The webhook receiver lives as long as the VPS (at most an hour)."""
+    if "full_stack" in data_vps.marks:
+        return data_vps.marks["full_stack"]
     subprocess.run([str(LAB), "acme-up"], check=True)
     subprocess.run([str(LAB), "acme-root"], check=True, capture_output=True)
     subprocess.run([str(LAB), "acme-dns", data_vps.name, *NAMES], check=True)
     subprocess.run(["docker", "cp", str(ROOT / "tests" / "integration" / "files" / "webhook_receiver.py"),
                     "%s:/root/webhook_receiver.py" % data_vps.name], check=True)
-    data_vps.sh("rm -f %s; nohup python3 /root/webhook_receiver.py --port %d --out %s --lifetime 1500 "
+    data_vps.sh("rm -f %s; nohup python3 /root/webhook_receiver.py --port %d --out %s --lifetime 3600 "
                 ">/dev/null 2>&1 &" % (WEBHOOK_OUT, WEBHOOK_PORT, WEBHOOK_OUT))
     path = data_vps.tmp / "observability-vars.yml"
     path.write_text(yaml.safe_dump(variables()))
@@ -164,17 +164,17 @@ def full_stack(data_vps) -> Path:
                             timeout=900)
     assert run.rc == 0, run.output[-4000:]
     data_vps.converge_output = run.output
-    data_vps.full_stack = path
+    # The tests start the rotation themselves: a timer's run (every 5 minutes in the lab's settings)
+    # would start containers meanwhile, and one could take the address of the PostgREST a test stops,
+    # which HAProxy's server line keeps.
+    assert data_vps.sh("systemctl stop rotor-rotate-web.timer").returncode == 0
+    data_vps.marks["full_stack"] = path
     return path
 
 
 @pytest.fixture(scope="module")
 def vps(data_vps, collection_snapshot):
     full_stack(data_vps)
-    # The tests start the rotation themselves: a timer's run (every 5 minutes in the lab's settings)
-    # would start containers meanwhile, and one could take the address of the PostgREST a test stops,
-    # which HAProxy's server line keeps.
-    assert data_vps.sh("systemctl stop rotor-rotate-web.timer").returncode == 0
     yield data_vps
     data_vps.sh("systemctl disable --now 'rotor-rotate-*.timer' rotor-certbot.timer rotor-container-metrics.timer; true")
 

@@ -71,8 +71,7 @@ class Platform:
         for sql in MIGRATION:
             out = self.vps.psql(sql.format(t=tenant), dbname=tenant, via="postgres")
             assert out.returncode == 0, (sql, out.stderr)
-        out = self.vps.sh("kill -s USR1 $(docker inspect -f '{{.State.Pid}}' "
-                          "$(docker ps -q --filter label=org.rotor.vps.tenant=%s))" % tenant)
+        out = self.vps.signal("USR1", "$(docker ps -q --filter label=org.rotor.vps.tenant=%s)" % tenant)
         assert out.returncode == 0, out.stderr
 
     def state(self) -> str:

@@ -119,7 +119,7 @@ vps_demo_tenant() {
       INSERT INTO api.items (name) SELECT n FROM unnest(ARRAY['first', 'second', 'third']) AS n
         WHERE NOT EXISTS (SELECT 1 FROM api.items);" \
     || die "could not add the demo tenant's table" "did the converge create the demo tenant? (rotor_tenants in inventories/lab)"
-  docker exec "$name" sh -c 'kill -s USR1 $(docker inspect -f "{{.State.Pid}}" $(docker ps -q --filter label=org.rotor.vps.tenant=demo))'
+  docker exec "$name" sh -c 'for pid in $(docker inspect -f "{{.State.Pid}}" $(docker ps -q --filter label=org.rotor.vps.tenant=demo)); do [ "$pid" -gt 0 ] && kill -s USR1 "$pid"; done'
   log "demo tenant: a table api.items with three rows, at /items (through HAProxy, PostgREST and PgBouncer)"
 }
 

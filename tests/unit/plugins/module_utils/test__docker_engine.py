@@ -14,6 +14,7 @@ from ansible_collections.rotor.vps.plugins.module_utils._docker_engine import (
     DockerEngine,
     EngineError,
     lines_since,
+    namespace_init,
     process_in_container,
     signal_number,
 )
@@ -40,21 +41,39 @@ def test_a_line_without_a_timestamp_counts_as_old():
 
 
 class FakeContainer:
-    def __init__(self, running=True, pid=4242, cid="c0ffee" * 10):
+    def __init__(self, running=True, pid=4242, cid="c0ffee" * 10, pid_after=None):
         self.id = cid
         self.attrs = {"State": {"Running": running, "Pid": pid}}
+        self.pid_after = pid_after
         self.api_signals = []
 
     def kill(self, signal):
         self.api_signals.append(signal)
 
+    def reload(self):
+        if self.pid_after is not None:
+            self.attrs["State"]["Pid"] = self.pid_after
+
 
 class FakeEngine(DockerEngine):
     def __init__(self, container, local=True):  # pylint: disable=super-init-not-called
         self.local = local
-        self.errors = type("errors", (), {"NotFound": KeyError, "APIError": RuntimeError})
+        self.errors = type("errors", (), {"NotFound": KeyError, "APIError": RuntimeError, "DockerException": RuntimeError})
         self.client = type("client", (), {"containers": type("c", (), {"get": staticmethod(
             lambda name: container if name == "web" else (_ for _ in ()).throw(KeyError(name)))})})
+
+
+@pytest.fixture
+def host(monkeypatch):
+    """kill(2) by pidfd on a pretend host: process 4242 is the container's main process; what was sent."""
+    sent = []
+    monkeypatch.setattr(_docker_engine.os, "pidfd_open", lambda pid: 900 + pid if pid == 4242 else (_ for _ in ()).throw(
+        ProcessLookupError(3, "No such process")))
+    monkeypatch.setattr(_docker_engine.os, "close", lambda fd: None)
+    monkeypatch.setattr(_docker_engine.signals, "pidfd_send_signal", lambda fd, number: sent.append((fd - 900, number)))
+    monkeypatch.setattr(_docker_engine, "process_in_container", lambda pid, cid: (pid, cid) == (4242, "c0ffee" * 10))
+    monkeypatch.setattr(_docker_engine, "namespace_init", lambda pid: pid == 4242)
+    return sent
 
 
 def test_signal_names_with_or_without_sig():
@@ -75,22 +94,34 @@ def test_a_process_is_in_a_container_when_its_cgroup_names_it(tmp_path):
     assert not process_in_container(0, cid, proc=str(tmp_path))
 
 
-def test_a_local_container_gets_the_signal_by_kill_not_by_the_api(monkeypatch):
-    container = FakeContainer()
-    sent = []
-    monkeypatch.setattr(_docker_engine, "process_in_container", lambda pid, cid: (pid, cid) == (4242, container.id))
-    monkeypatch.setattr(_docker_engine.os, "kill", lambda pid, number: sent.append((pid, number)))
-    assert FakeEngine(container).signal("web", "SIGHUP") == "kill"
-    assert sent == [(4242, signal.SIGHUP)] and container.api_signals == []
+def test_a_container_main_process_is_pid_1_of_its_namespace(tmp_path):
+    for pid, nspid in ((17, "17\t1"), (18, "18"), (19, "19\t5")):
+        (tmp_path / str(pid)).mkdir()
+        (tmp_path / str(pid) / "status").write_text("Name:\tx\nNSpid:\t%s\n" % nspid)
+    assert namespace_init(17, proc=str(tmp_path))
+    assert not namespace_init(18, proc=str(tmp_path)) and not namespace_init(19, proc=str(tmp_path))
+    assert not namespace_init(20, proc=str(tmp_path))
 
 
-def test_a_remote_engine_or_a_process_elsewhere_gets_the_api_kill(monkeypatch):
-    monkeypatch.setattr(_docker_engine.os, "kill", lambda pid, number: pytest.fail("kill(2) on a foreign process"))
+def test_a_local_container_gets_the_signal_by_pidfd_not_by_the_api(host):
     container = FakeContainer()
-    assert FakeEngine(container, local=False).signal("web", "USR2") == "api"
-    monkeypatch.setattr(_docker_engine, "process_in_container", lambda pid, cid: False)
-    assert FakeEngine(container).signal("web", "USR2") == "api"
-    assert container.api_signals == [signal.SIGUSR2, signal.SIGUSR2]
+    assert FakeEngine(container).signal("web", "SIGHUP") == ""
+    assert host == [(4242, signal.SIGHUP)] and container.api_signals == []
+
+
+def test_a_pid_docker_no_longer_reports_is_never_signalled(host):
+    container = FakeContainer(pid_after=4343)  # restarted between the inspect and the pidfd
+    why = FakeEngine(container).signal("web", "SIGHUP")
+    assert why == "process 4242 on this host is not the container's main process" and host == []
+    assert container.api_signals == [signal.SIGHUP]
+
+
+def test_a_remote_engine_or_a_process_elsewhere_gets_the_api_kill_and_says_why(host):
+    container = FakeContainer()
+    assert FakeEngine(container, local=False).signal("web", "USR2") == "the Docker engine is not on this host"
+    other = FakeContainer(pid=5000)
+    assert FakeEngine(other).signal("web", "USR2").startswith("its main process 5000 could not be opened here")
+    assert host == [] and container.api_signals == other.api_signals == [signal.SIGUSR2]
 
 
 def test_a_stopped_or_missing_container_is_a_clear_error():
