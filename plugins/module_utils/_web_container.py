@@ -168,7 +168,6 @@ class Docker(DockerEngine):
         return WebContainer(id=container.id, name=name, running=True, address=address, created=now,
                             generation=generation, spec_hash=spec_hash, image_id=container.attrs.get("Image", ""))
 
-
     def _start(self, container) -> None:
         """Start the created container; once more when the runtime failed for a reason of its own."""
         try:

@@ -59,16 +59,26 @@ class FakeEngine(DockerEngine):
     def __init__(self, container, local=True):  # pylint: disable=super-init-not-called
         self.local = local
         self.errors = type("errors", (), {"NotFound": KeyError, "APIError": RuntimeError, "DockerException": RuntimeError})
-        self.client = type("client", (), {"containers": type("c", (), {"get": staticmethod(
-            lambda name: container if name == "web" else (_ for _ in ()).throw(KeyError(name)))})})
+
+        def get(name):
+            if name != "web":
+                raise KeyError(name)
+            return container
+
+        self.client = type("client", (), {"containers": type("c", (), {"get": staticmethod(get)})})
 
 
 @pytest.fixture
 def host(monkeypatch):
     """kill(2) by pidfd on a pretend host: process 4242 is the container's main process; what was sent."""
     sent = []
-    monkeypatch.setattr(_docker_engine.os, "pidfd_open", lambda pid: 900 + pid if pid == 4242 else (_ for _ in ()).throw(
-        ProcessLookupError(3, "No such process")))
+
+    def pidfd_open(pid):
+        if pid != 4242:
+            raise ProcessLookupError(3, "No such process")
+        return 900 + pid
+
+    monkeypatch.setattr(_docker_engine.os, "pidfd_open", pidfd_open)
     monkeypatch.setattr(_docker_engine.os, "close", lambda fd: None)
     monkeypatch.setattr(_docker_engine.signals, "pidfd_send_signal", lambda fd, number: sent.append((fd - 900, number)))
     monkeypatch.setattr(_docker_engine, "process_in_container", lambda pid, cid: (pid, cid) == (4242, "c0ffee" * 10))
