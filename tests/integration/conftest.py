@@ -1,17 +1,10 @@
-"""Fixtures for integration tests against real lab services.
+"""Fixtures for integration tests against real lab services (tests/README.md says more).
 
 Servers are lab VPS containers (tests/lab/lab vps-run), reached by ansible-playbook through the
-community.docker.docker connection, exactly as a real server would be. Which VPS a test module
-uses (tests/README.md says more):
-
-- ``fresh_vps``: a bare VPS of its own (no Docker), for tests of a fresh host and of installing
-  the engine. Made for the module and removed after it.
-- ``edge_vps`` and ``data_vps``: one VPS per tier, shared by the modules of that tier in turn. It
-  starts from the engine-ready image (the engine and the Python libraries already installed from
-  the distribution's packages) and is converged once; every module starts from that baseline,
-  checked by fingerprint, and a module that leaves it otherwise gets it reset (its objects
-  removed, the tier's playbook run again) or, when the reset does not bring the fingerprint back,
-  a fresh VPS. The modules of a tier run one after the other; the VPS goes after the last of them.
+community.docker.docker connection, exactly as a real server would be. ``fresh_vps``: a bare VPS of
+its own (no Docker), for one module. ``edge_vps`` and ``data_vps``: one engine-ready VPS per tier,
+converged once and shared by the tier's modules in turn, each starting from that baseline (checked
+by fingerprint; reset, or replaced by a fresh VPS, when a module left it otherwise).
 """
 
 from __future__ import annotations
