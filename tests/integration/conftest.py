@@ -25,8 +25,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 LAB = ROOT / "tests" / "lab" / "lab"
 LAB_VARS = ROOT / "inventories" / "lab" / "group_vars" / "vps.yml"
-# The collection's pure helpers (rules, PromQL names) are importable as ansible_collections.rotor.vps,
-# as in the unit tests (the `collection` make target links this checkout there).
+# The collection's pure helpers are importable as ansible_collections.rotor.vps (the `collection` target's link).
 COLLECTIONS = ROOT / ".cache" / "collections"
 if str(COLLECTIONS) not in sys.path:
     sys.path.insert(0, str(COLLECTIONS))
