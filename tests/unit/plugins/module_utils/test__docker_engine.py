@@ -139,31 +139,3 @@ def test_a_stopped_or_missing_container_is_a_clear_error():
         FakeEngine(FakeContainer(running=False)).signal("web", "SIGHUP")
     with pytest.raises(EngineError, match="container other does not exist"):
         FakeEngine(FakeContainer()).signal("other", "SIGHUP")
-
-
-def test_a_start_the_runtime_failed_on_its_own_is_tried_once_more(monkeypatch):
-    from ansible_collections.rotor.vps.plugins.module_utils import _web_container
-
-    class Created:
-        def __init__(self, errors):
-            self.errors, self.starts = list(errors), 0
-
-        def start(self):
-            self.starts += 1
-            if self.errors:
-                raise RuntimeError(self.errors.pop(0))
-
-    docker = _web_container.Docker.__new__(_web_container.Docker)
-    docker.errors = type("errors", (), {"APIError": RuntimeError})
-    monkeypatch.setattr(_web_container.time, "sleep", lambda seconds: None)
-    flaky = Created(["OCI runtime create failed: runc create failed: read init-p: connection reset by peer"])
-    docker._start(flaky)
-    assert flaky.starts == 2
-    broken = Created(["port is already allocated", "port is already allocated"])
-    with pytest.raises(RuntimeError, match="port is already allocated"):
-        docker._start(broken)
-    assert broken.starts == 1
-    twice = Created(["OCI runtime create failed: x", "OCI runtime create failed: y"])
-    with pytest.raises(RuntimeError, match="y"):
-        docker._start(twice)
-    assert twice.starts == 2

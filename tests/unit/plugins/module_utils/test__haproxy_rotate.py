@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from ansible_collections.rotor.vps.plugins.module_utils import _web_container
 from ansible_collections.rotor.vps.plugins.module_utils._haproxy_files import BackendFile, Server
 from ansible_collections.rotor.vps.plugins.module_utils._haproxy_rotate import (
     Observed,
@@ -237,3 +238,29 @@ def test_a_new_server_is_up_once_haproxys_first_check_passed():
     down = _StatusRuntime("DOWN")
     assert Rotation(settings(), None, _StateDocker("running"), down)._live_status("web-3", "10.0.0.3:8080") == "DOWN"
     assert down.forced == []
+
+
+def test_a_start_the_runtime_failed_on_its_own_is_tried_once_more(monkeypatch):
+    class Created:
+        def __init__(self, errors):
+            self.errors, self.starts = list(errors), 0
+
+        def start(self):
+            self.starts += 1
+            if self.errors:
+                raise RuntimeError(self.errors.pop(0))
+
+    docker = _web_container.Docker.__new__(_web_container.Docker)
+    docker.errors = type("errors", (), {"APIError": RuntimeError})
+    monkeypatch.setattr(_web_container.time, "sleep", lambda seconds: None)
+    flaky = Created(["OCI runtime create failed: runc create failed: read init-p: connection reset by peer"])
+    docker._start(flaky)
+    assert flaky.starts == 2
+    broken = Created(["port is already allocated", "port is already allocated"])
+    with pytest.raises(RuntimeError, match="port is already allocated"):
+        docker._start(broken)
+    assert broken.starts == 1
+    twice = Created(["OCI runtime create failed: x", "OCI runtime create failed: y"])
+    with pytest.raises(RuntimeError, match="y"):
+        docker._start(twice)
+    assert twice.starts == 2
