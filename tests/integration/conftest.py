@@ -377,7 +377,7 @@ def _tier_of(item) -> str:
 def pytest_collection_modifyitems(session, config, items):
     """Run the modules of each shared tier one after the other (fresh-VPS modules first, and a module
     that sets ``RUN_LAST_IN_TIER = 1`` after its tier's others: it leaves what no reset undoes
-    cheaply; one that sets 2 after that one); the order within a module, and every test's id, stay as they are."""
+    cheaply; those that set 2, 3 ... after it, in that order); each module's order and test ids stay."""
     rank = {"": 0, **{tier: index + 1 for index, tier in enumerate(SHARED_TIERS)}}
     modules: dict[str, int] = {}
     last: dict[str, int] = {}

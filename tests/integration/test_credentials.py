@@ -41,8 +41,9 @@ sys.path.insert(0, str(ROOT / "tests" / "lab"))
 import loadgen  # noqa: E402
 
 PLAYBOOK = ROOT / "tests" / "integration" / "playbooks" / "credentials.yml"
-# After test_observability.py, on the stack it converged (full_stack() marks the VPS with "full_stack").
-RUN_LAST_IN_TIER = 2
+# After test_observability.py, test_backup.py and test_socket_proxy.py, on the stack test_observability.py
+# converged (full_stack() marks the VPS with "full_stack").
+RUN_LAST_IN_TIER = 3
 CONTINUES_ON = "full_stack"
 # The web service's name and the tenant's API's, each with its certificate from the lab's ACME CA (one for both).
 ACME_HOST, API_HOST = NAMES
@@ -138,6 +139,9 @@ class Stack:
                            % (network, CLIENT_IMAGE, " ".join(shlex.quote(o) for o in options), shlex.quote(url)))
         return proc.stdout
 
+    def started(self, container: str) -> str:
+        return self.vps.sh("docker inspect -f '{{.State.StartedAt}}' %s" % container).stdout.strip()
+
     def broker(self, token: str) -> str:
         return self.client(BROKER_NETWORKS[0], "http://%s:2375/_ping" % BROKER, "--header", "Authorization: Bearer " + token)
 
@@ -208,7 +212,7 @@ def stack(data_vps, collection_snapshot, tmp_path_factory):
 def changed(stack):
     """The converge that changes every secret, run under load; its run and the load's result."""
     assert stack.api_status(jwt(stack.old["jwt"], {"role": stack.tenant + "_authenticated"})) == 200
-    stack.before = {"serial": stack.serial(), "accounts": stack.accounts()}
+    stack.before = {"serial": stack.serial(), "accounts": stack.accounts(), "broker_started": stack.started(BROKER)}
     assert stack.before["serial"].startswith("serial=") and len(stack.before["accounts"]) == 1, stack.before
     with loadgen.Background("%s:443" % stack.vps.sh("hostname -i").stdout.split()[0], host=API_HOST, path="/items",
                             rate=50, duration=540, count=27000, connections=4, tls=True) as load:
@@ -280,6 +284,9 @@ def test_exporters_log_in_with_their_new_credentials(stack, changed):
 def test_broker_token(stack, changed):
     assert stack.broker(stack.new["broker"]) == "OK"
     assert "403" in stack.broker(stack.old["broker"])
+    # The new token went live by a reload: the broker was not restarted.
+    assert "Reload socket_proxy" in changed[0].output
+    assert stack.started(BROKER) == stack.before["broker_started"]
 
 
 def test_alertmanager_receiver_token(stack, changed):
@@ -306,8 +313,10 @@ def test_a_backup_runs_with_the_new_superuser_password(stack, changed):
 
 
 def test_the_previous_superuser_password_left_in_the_inventory_changes_nothing(stack, changed):
-    run = stack.converge(stack.new, "--tags", "postgres", postgres_superuser_previous_password=stack.old["postgres"])
-    print("the postgres role again, the previous password still given: %.1f s" % run.seconds)
+    """The postgres role again with the previous password still given, and the backup role again (its second
+    converge, the off-site copy configured): neither changes anything."""
+    run = stack.converge(stack.new, "--tags", "postgres,backup", postgres_superuser_previous_password=stack.old["postgres"])
+    print("the postgres and backup roles again, the previous password still given: %.1f s" % run.seconds)
     assert run.rc == 0 and run.recap(stack.vps.name)["changed"] == 0, run.output[-4000:]
 
 

@@ -49,6 +49,9 @@ WEBHOOK_URL = "http://10.232.0.1:%d/" % WEBHOOK_PORT
 WEBHOOK_TOKEN = "lab-webhook-token"
 WEBHOOK_OUT = "/root/webhooks.jsonl"
 SCRAPE = 2
+# The backups' off-site copy: to a local directory, encrypted to an SSH key made here (test_backup.py decrypts).
+OFFSITE_DIR = "/srv/rotor-offsite"
+OFFSITE_KEY = "/root/backup-test-key"
 JOBS = {"prometheus", "alertmanager", "node", "cadvisor", "blackbox", "postgres", "pgbouncer", "haproxy", "probe_https"}
 # The data tier's VPS goes after this module (and test_credentials.py, which continues on its stack): the timers
 # it installed never run into another's.
@@ -147,8 +150,9 @@ def container(vps, label: str) -> str:
 
 
 def full_stack(data_vps) -> Path:
-    """The whole platform converged on ``data_vps`` with ``variables()`` (once: a later module continues on it,
-    see test_credentials.py); the variables' file. The webhook receiver lives as long as the VPS (at most an hour)."""
+    """The whole platform converged on ``data_vps`` with ``variables()`` and the backups' off-site copy (once: the
+    tier's later modules continue on it, test_backup.py, test_socket_proxy.py and test_credentials.py); the variables'
+    file. The webhook receiver lives as long as the VPS (at most an hour)."""
     if "full_stack" in data_vps.marks:
         return data_vps.marks["full_stack"]
     subprocess.run([str(LAB), "acme-up"], check=True)
@@ -158,8 +162,13 @@ def full_stack(data_vps) -> Path:
                     "%s:/root/webhook_receiver.py" % data_vps.name], check=True)
     data_vps.sh("rm -f %s; nohup python3 /root/webhook_receiver.py --port %d --out %s --lifetime 3600 "
                 ">/dev/null 2>&1 &" % (WEBHOOK_OUT, WEBHOOK_PORT, WEBHOOK_OUT))
+    key = data_vps.tmp / "backup-key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "rotor-backup-test", "-f", str(key)], check=True)
+    subprocess.run(["docker", "cp", str(key), "%s:%s" % (data_vps.name, OFFSITE_KEY)], check=True)
+    assert data_vps.sh("chmod 0600 %s && mkdir -p %s" % (OFFSITE_KEY, OFFSITE_DIR)).returncode == 0
     path = data_vps.tmp / "observability-vars.yml"
-    path.write_text(yaml.safe_dump(variables()))
+    path.write_text(yaml.safe_dump(dict(variables(), backup_offsite_command='cat > %s/"$2"' % OFFSITE_DIR,
+                                        backup_offsite_recipients=[key.with_suffix(".pub").read_text().strip()])))
     run = data_vps.playbook(str(PLAYBOOK), "-vvv", "--diff", "-e", "@%s" % data_vps.vars_file, extra_vars=path,
                             timeout=900)
     assert run.rc == 0, run.output[-4000:]
@@ -199,7 +208,8 @@ def test_every_container_is_hardened(vps):
 def test_planted_secrets_never_show(vps):
     """Not in the -vvv --diff output of the whole converge (module results and diffs included), an audit line,
     a log line of the VPS or of any container, or docker inspect of any container."""
-    secrets = planted(dict(yaml.safe_load(vps.vars_file.read_text()), **variables()))
+    settings = yaml.safe_load(vps.marks["full_stack"].read_text())
+    secrets = planted(dict(yaml.safe_load(vps.vars_file.read_text()), **settings))
     assert {"postgres_superuser_password", "pgbouncer_admin_password", "haproxy_stats_password",
             "socket_proxy_token", "observability_postgres_monitor_password", "rotor_tenants[0].authenticator_password",
             "rotor_tenants[0].jwt_secret", "observability_grafana_admin_password",

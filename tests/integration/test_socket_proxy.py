@@ -1,17 +1,18 @@
-"""The Docker API broker (rotor.vps.socket_proxy) on the edge VPS: read-only, and nothing else gets through.
+"""The Docker API broker (rotor.vps.socket_proxy) of the whole platform: read-only, and nothing else gets through.
 
-One converge starts the broker; then, from inside the VPS: every request of the table in
-files/docker_api_probe.py (other methods on the allowed paths, exec, archive, export and the other
-endpoints, encoded and double-encoded paths, traversal, query strings an endpoint does not take,
-missing, wrong, case-changed or doubled tokens, a token in the query string, HTTP/1.0 without Host,
-a body on GET, cAdvisor's port from the wrong network, ...) is denied by the broker itself (its own
-error page, so the engine never saw it) and the engine records nothing but the health checks while
-they are sent; the allowed ones answer 200 with the engine's data. All of them are sent by one
-Python process in one `docker exec`. Containers on the broker's networks reach it by name, one on
-another network does not; the broker is the only container that mounts the socket, and it runs
-hardened as the image's user with the socket's group. A new token goes live by a reload.
-
-The VPS goes back to its baseline: the broker, its networks and its files are removed at the end.
+The module continues on the stack test_observability.py converged on the data VPS (every role: the broker
+with cAdvisor behind it, and every other container a VPS runs), or converges it the same way when it runs
+alone. A check-mode converge of the role changes nothing. Then, from inside the VPS: every request of the
+table in files/docker_api_probe.py (other methods on the allowed paths, exec, archive, export and the other
+endpoints, encoded and double-encoded paths, traversal, query strings an endpoint does not take, missing,
+wrong, case-changed or doubled tokens, a token in the query string, HTTP/1.0 without Host, a body on GET,
+cAdvisor's port from the wrong network, ...) is denied by the broker itself (its own error page, so the
+engine never saw it) and the engine records nothing but the containers' health checks while they are sent;
+the allowed ones answer 200 with the engine's data. All of them are sent by one Python process in one
+`docker exec`. Containers on the broker's networks reach it by name, one on another network does not; the
+broker is the only container that mounts the socket (one that sees its file under the host's / cannot open
+it), and it runs hardened as the image's user with the socket's group. A new token going live by a reload is
+test_credentials.py's (every secret changed at once).
 """
 
 from __future__ import annotations
@@ -22,31 +23,33 @@ import subprocess
 import time
 
 import pytest
+import yaml
 
 from conftest import ROOT
+from test_observability import full_stack
 
 PLAYBOOK = ROOT / "tests" / "integration" / "playbooks" / "socket_proxy.yml"
 PROBE = ROOT / "tests" / "integration" / "files" / "docker_api_probe.py"
+# After test_observability.py, on the stack it converged; test_credentials.py continues on it after this one.
+RUN_LAST_IN_TIER = 2
+CONTINUES_ON = "full_stack"
 BROKER = "rotor-docker-api"
 NETWORK = "docker_api"
 CADVISOR_NETWORK = "docker_api_cadvisor"
-TOKEN = "lab-broker-token-0123456789abcdef0123456789"
-NEW_TOKEN = "lab-broker-token-fedcba9876543210fedcba9876"
 CLIENT_IMAGE = "busybox:1.37"
-# The health check's own command: the only exec the engine may record while the probe runs.
-HEALTH_EXEC = "bash -c exec 3<>/dev/tcp/127.0.0.1/"
 
 
 class Broker:
-    """The converged broker on the edge VPS, with the token it currently takes."""
+    """The full stack's broker on the data VPS, with the token it takes."""
 
-    def __init__(self, vps):
+    def __init__(self, vps, settings_file):
         self.vps = vps
-        self.token = TOKEN
+        self.settings_file = settings_file
+        self.token = dict(yaml.safe_load(vps.vars_file.read_text()), **yaml.safe_load(settings_file.read_text()))[
+            "socket_proxy_token"]
 
-    def converge(self, *args: str, token: str | None = None):
-        return self.vps.playbook(str(PLAYBOOK), "-e", "@%s" % self.vps.vars_file,
-                                 "-e", "socket_proxy_token=%s" % (token or self.token), *args)
+    def converge(self, *args: str):
+        return self.vps.playbook(str(PLAYBOOK), "-e", "@%s" % self.vps.vars_file, "-e", "@%s" % self.settings_file, *args)
 
     def address(self, network: str) -> str:
         return self.vps.sh("docker inspect -f '{{(index .NetworkSettings.Networks \"%s\").IPAddress}}' %s"
@@ -64,31 +67,23 @@ class Broker:
 
 
 @pytest.fixture(scope="module")
-def broker(edge_vps):
-    vps = edge_vps
-    broker = Broker(vps)
-    try:
-        run = broker.converge()
-        assert run.rc == 0, run.output[-4000:]
-        broker.first = run
-        pulled = vps.sh("docker pull -q %s" % CLIENT_IMAGE)
-        assert pulled.returncode == 0, pulled.stderr
-        copy = subprocess.run(["docker", "cp", str(PROBE), "%s:/root/docker_api_probe.py" % vps.name],
-                              check=False, capture_output=True, text=True)
-        assert copy.returncode == 0, copy.stderr
-        yield broker
-    finally:
-        # Back to the edge VPS's baseline: no broker, no networks of its own, no files.
-        vps.sh("docker rm -f %s; docker network rm %s %s; rm -rf /etc/rotor/socket_proxy /root/docker_api_probe.py "
-               "/root/broker-token" % (BROKER, NETWORK, CADVISOR_NETWORK))
+def broker(data_vps, collection_snapshot):
+    vps = data_vps
+    broker = Broker(vps, full_stack(vps))
+    pulled = vps.sh("docker pull -q %s" % CLIENT_IMAGE)
+    assert pulled.returncode == 0, pulled.stderr
+    copy = subprocess.run(["docker", "cp", str(PROBE), "%s:/root/docker_api_probe.py" % vps.name],
+                          check=False, capture_output=True, text=True)
+    assert copy.returncode == 0, copy.stderr
+    yield broker
+    vps.sh("rm -f /root/docker_api_probe.py /root/broker-token")
 
 
 def test_check_mode_on_the_converged_host_changes_nothing(broker):
     # A second apply changing nothing is molecule's idempotence step (site.yml runs this role).
-    assert broker.first.recap(broker.vps.name)["changed"] > 0
     run = broker.converge("--check", "--diff")
     assert run.rc == 0, run.output[-3000:]
-    assert run.recap(broker.vps.name)["changed"] == 0, run.output[-3000:]
+    assert "rotor.vps.socket_proxy" in run.output and run.recap(broker.vps.name)["changed"] == 0, run.output[-3000:]
     assert broker.token not in run.output
 
 
@@ -111,17 +106,39 @@ def test_the_broker_runs_hardened_and_alone_mounts_the_socket(broker):
     listing = broker.vps.sh("stat -c '%U %g %a %n' /etc/rotor/socket_proxy /etc/rotor/socket_proxy/*").stdout.split("\n")
     assert listing[:3] == ["root 99 750 /etc/rotor/socket_proxy", "root 99 640 /etc/rotor/socket_proxy/haproxy.cfg",
                            "root 99 640 /etc/rotor/socket_proxy/tokens.lst"]
-    # No other container of the VPS mounts the socket (or the directory holding it).
-    names = broker.vps.sh("docker ps -a --format '{{.Names}}'").stdout.split()
-    for name in names:
-        sources = [m["Source"] for m in broker.inspect(name)["Mounts"]]
-        if name != BROKER:
-            assert not any(s in ("/var/run/docker.sock", "/run/docker.sock", "/var/run", "/run", "/") for s in sources), name
+    # No other container of the stack mounts the socket or a directory holding it. One that sees the socket's file
+    # under the host's whole / (node-exporter: / with what is mounted below it, /run included) cannot open it: not
+    # root, and not in the socket's group (root:docker 0660). cAdvisor's / is bound without /run (non-recursive).
+    others = json.loads(broker.vps.sh("docker inspect $(docker ps -aq)").stdout)
+    assert len(others) >= 14
+    for info in others:
+        if info["Name"] == "/" + BROKER:
+            continue
+        host = info["HostConfig"]
+        mounts = [(m["Source"], (m.get("BindOptions") or {}).get("NonRecursive", False)) for m in host.get("Mounts") or []]
+        mounts += [(bind.split(":")[0], False) for bind in host.get("Binds") or []]
+        sources = [source for source, _non_recursive in mounts]
+        assert not set(sources) & {"/var/run/docker.sock", "/run/docker.sock", "/var/run", "/run"}, info["Name"]
+        if ("/", False) in mounts:
+            uid, _sep, gid = info["Config"]["User"].partition(":")
+            assert uid not in ("", "0", "root") and socket_gid not in [gid] + (host["GroupAdd"] or []), info["Name"]
 
 
 def _events(vps, since: float, until: float) -> list[dict]:
     text = vps.sh("docker events --since %.3f --until %.3f --format '{{json .}}'" % (since, until)).stdout
     return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def _health_checks(vps) -> set[str]:
+    """Each running container's health check, as the engine's exec events name it ("exec_start: <command>")."""
+    commands = set()
+    for c in json.loads(vps.sh("docker inspect $(docker ps -q)").stdout):
+        test = (c["Config"].get("Healthcheck") or {}).get("Test") or []
+        if test[:1] == ["CMD"]:
+            commands.add(" ".join(test[1:]))
+        elif test[:1] == ["CMD-SHELL"]:
+            commands.add(" ".join(c["Config"].get("Shell") or ["/bin/sh", "-c"]) + " " + test[1])
+    return commands
 
 
 def _state(vps) -> str:
@@ -151,11 +168,12 @@ def test_every_denied_request_is_denied_and_the_allowed_ones_answer(broker):
     assert not wrong, "%d of %d not denied:\n%s" % (len(wrong), len(denied), "\n".join(wrong))
     print("\n%d requests denied (%d answered 400), %d allowed" % (
         len(denied), sum(a["status"] == 400 for a in denied), len(allowed)))
-    # The engine recorded nothing but the health checks while the requests were sent.
+    # The engine recorded nothing but the containers' health checks while the requests were sent.
+    checks = _health_checks(vps)
     events = [e for e in _events(vps, since, until)
-              if not (e.get("Action", "").startswith(("exec_create: " + HEALTH_EXEC, "exec_start: " + HEALTH_EXEC,
-                                                     "health_status"))
-                      or e.get("Action") == "exec_die")]
+              if not (e.get("Action", "").split(": ", 1)[0] in ("exec_create", "exec_start")
+                      and e["Action"].split(": ", 1)[1] in checks
+                      or e.get("Action", "").startswith("health_status") or e.get("Action") == "exec_die")]
     assert not events, events
     assert _state(vps) == before
     # The allowed ones answer 200 with the engine's data.
@@ -183,19 +201,3 @@ def test_containers_reach_the_broker_by_name_from_its_networks_only(broker):
     assert "403" in broker.client(CADVISOR_NETWORK, "http://%s:2376/containers/json" % BROKER)
     # Containers on the platform's other networks do not reach it at all.
     assert "OK" not in broker.client("app", url, broker.token)
-
-
-def test_a_new_token_goes_live_by_a_reload(broker):
-    started = broker.inspect()["State"]["StartedAt"]
-    run = broker.converge(token=NEW_TOKEN)
-    assert run.rc == 0, run.output[-3000:]
-    assert "Reload socket_proxy" in run.output and NEW_TOKEN not in run.output
-    broker.token = NEW_TOKEN
-    assert broker.inspect()["State"]["StartedAt"] == started
-    url = "http://%s:2375/_ping" % BROKER
-    for attempt in range(20):
-        if broker.client(NETWORK, url, NEW_TOKEN) == "OK":
-            break
-        time.sleep(0.5)
-    assert broker.client(NETWORK, url, NEW_TOKEN) == "OK"
-    assert "403" in broker.client(NETWORK, url, TOKEN)
