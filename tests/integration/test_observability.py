@@ -53,8 +53,8 @@ SCRAPE = 2
 OFFSITE_DIR = "/srv/rotor-offsite"
 OFFSITE_KEY = "/root/backup-test-key"
 JOBS = {"prometheus", "alertmanager", "node", "cadvisor", "blackbox", "postgres", "pgbouncer", "haproxy", "probe_https"}
-# The data tier's VPS goes after this module (and test_credentials.py, which continues on its stack): the timers
-# it installed never run into another's.
+# The data tier's VPS goes after this module (and test_backup.py, test_socket_proxy.py and test_credentials.py,
+# which continue on its stack): the timers it installed never run into another's.
 RUN_LAST_IN_TIER = 1
 
 
