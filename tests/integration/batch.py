@@ -1,6 +1,6 @@
 """Many cases against one lab VPS in as few Ansible runs as keep each case's assertions exact.
 
-Each case is an inventory host of its own that is the same VPS (``ansible_host``), with the case's
+Each case is an inventory host of its own that is the same VPS (its address and connection), with the case's
 variables as host variables, so one ansible-playbook run checks them all and reports each by
 name (the JSON callback: every task's result per host, and the recap per host).
 
@@ -25,6 +25,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+import reach
+
 ROOT = Path(__file__).resolve().parents[2]
 ANSIBLE_PLAYBOOK = str(Path(sys.executable).parent / "ansible-playbook")
 
@@ -41,9 +43,8 @@ class CaseResult:
 
 
 def _inventory(vps, hosts: dict[str, dict], path: Path) -> Path:
-    path.write_text(yaml.safe_dump({"vps": {"hosts": {
-        name: dict(variables, ansible_host=vps.name) for name, variables in hosts.items()}, "vars": {
-        "ansible_connection": "community.docker.docker", "ansible_python_interpreter": "/usr/bin/python3"}}}))
+    group = {"hosts": {name: dict(variables) for name, variables in hosts.items()}, "vars": reach.host_vars(vps.name)}
+    path.write_text(yaml.safe_dump({"vps": group}))
     return path
 
 

@@ -1,8 +1,8 @@
 """Fixtures for integration tests against real lab services (tests/README.md says more).
 
-Servers are lab VPS containers (tests/lab/lab vps-run), reached by ansible-playbook through the
-community.docker.docker connection, exactly as a real server would be. ``fresh_vps``: a bare VPS of
-its own (no Docker), for one module. ``edge_vps`` and ``data_vps``: one engine-ready VPS per tier,
+Servers are lab VPS containers (tests/lab/lab vps-run), reached by ansible-playbook over SSH (reach.py),
+exactly as a real server would be. ``fresh_vps``: a bare VPS of its own (no Docker), for one
+module. ``edge_vps`` and ``data_vps``: one engine-ready VPS per tier,
 converged once and shared by the tier's modules in turn, each starting from that baseline (checked
 by fingerprint; reset, or replaced by a fresh VPS, when a module left it otherwise).
 """
@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+import reach
 
 ROOT = Path(__file__).resolve().parents[2]
 LAB = ROOT / "tests" / "lab" / "lab"
@@ -60,10 +62,7 @@ class LabVps:
         self.name = name
         self.suite = suite
         self.inventory = tmp / "hosts.yml"
-        self.inventory.write_text(
-            "vps:\n  hosts:\n    %s:\n      ansible_connection: community.docker.docker\n"
-            "      ansible_python_interpreter: /usr/bin/python3\n" % name
-        )
+        self.inventory.write_text(yaml.safe_dump({"vps": {"hosts": {name: reach.host_vars(name)}}}))
 
     def sh(self, command: str) -> subprocess.CompletedProcess:
         return subprocess.run(

@@ -21,12 +21,39 @@ vps_run() {
   for _ in $(seq 1 60); do
     state=$(docker exec "$name" systemctl is-system-running 2>/dev/null || true)
     case "$state" in
-      running | degraded) return 0 ;;
+      running | degraded) vps_authorize "$name"; return 0 ;;
     esac
     sleep 0.5
   done
   die "the lab VPS $name did not finish booting (systemd says: ${state:-nothing})" \
     "look at 'docker logs $name' and 'docker exec $name systemctl --failed'"
+}
+
+# lab_ssh_key: the lab's own SSH key, made once under LAB_STATE_DIR; prints its path. The tests'
+# ansible-playbook logs in to every lab VPS as root with it, as to a real server.
+lab_ssh_key() {
+  local dir=$LAB_STATE_DIR/ssh
+  if [ ! -s "$dir/id_ed25519.pub" ]; then
+    command -v ssh-keygen >/dev/null || apt_install openssh-client
+    mkdir -p "$dir" && chmod 0700 "$dir"
+    ( flock 9 && { [ -s "$dir/id_ed25519.pub" ] \
+        || ssh-keygen -q -t ed25519 -N '' -C rotor-lab -f "$dir/id_ed25519" </dev/null; } ) 9>"$dir/.lock" \
+      || die "could not make the lab's SSH key in $dir" "look at ssh-keygen's message above"
+  fi
+  printf '%s\n' "$dir/id_ed25519"
+}
+
+# vps_authorize NAME: root on the VPS accepts the lab's key; waits (bounded) until its SSH server listens.
+vps_authorize() {
+  local name=$1 key _
+  key=$(lab_ssh_key)
+  docker exec -i "$name" sh -c 'umask 077 && mkdir -p /root/.ssh && cat > /root/.ssh/authorized_keys' <"$key.pub" \
+    || die "could not authorize the lab's key on $name" "look at 'docker exec $name ls -la /root/.ssh'"
+  for _ in $(seq 1 40); do
+    docker exec "$name" ss -Hltn 'sport = :22' 2>/dev/null | grep -q . && return 0
+    sleep 0.25
+  done
+  die "the SSH server of the lab VPS $name does not listen" "look at 'docker exec $name systemctl status ssh'"
 }
 
 vps_up() {
