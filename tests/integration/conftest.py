@@ -1,10 +1,10 @@
 """Fixtures for integration tests against real lab services (tests/README.md says more).
 
 Servers are lab VPS containers (tests/lab/lab vps-run), reached by ansible-playbook over SSH (reach.py),
-exactly as a real server would be. ``fresh_vps``: a bare VPS of its own (no Docker), for one
-module. ``edge_vps`` and ``data_vps``: one engine-ready VPS per tier,
-converged once and shared by the tier's modules in turn, each starting from that baseline (checked
-by fingerprint; reset, or replaced by a fresh VPS, when a module left it otherwise).
+exactly as a real server would be. ``fresh_vps``: a bare VPS of its own (no Docker), for one module.
+``edge_vps`` and ``data_vps``: one engine-ready VPS per tier, converged once and shared by the tier's
+modules in turn, each starting from that baseline (checked by fingerprint; reset, or replaced by a
+fresh VPS, when a module left it otherwise).
 """
 
 from __future__ import annotations
