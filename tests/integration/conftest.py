@@ -3,13 +3,16 @@
 Servers are lab VPS containers (tests/lab/lab vps-run), reached by ansible-playbook over SSH (reach.py),
 exactly as a real server would be. ``fresh_vps``: a bare VPS of its own (no Docker), for one module.
 ``edge_vps`` and ``data_vps``: one engine-ready VPS per tier, converged once and shared by the tier's
-modules in turn, each starting from that baseline (checked by fingerprint; reset, or replaced by a
-fresh VPS, when a module left it otherwise).
+modules in turn, each starting from that baseline (checked by fingerprint). A module that left the VPS
+otherwise is followed by a reset: what tests made goes and the roles' files kept from the first converge come
+back; if that is not enough, the tier's playbook converges again, and if that is not either, a fresh VPS.
 """
 
 from __future__ import annotations
 
 import difflib
+import hashlib
+import json
 import os
 import re
 import shlex
@@ -23,6 +26,7 @@ import pytest
 import yaml
 
 import reach
+from haproxy_helpers import HaproxyHelpers
 
 ROOT = Path(__file__).resolve().parents[2]
 LAB = ROOT / "tests" / "lab" / "lab"
@@ -128,13 +132,6 @@ EDGE_VARS = {
 }
 
 
-@dataclass
-class HttpAnswer:
-    status: int
-    headers: dict[str, str]
-    body: str
-
-
 class ConvergedVps(LabVps):
     """A lab VPS converged by one playbook (``PLAYBOOK``) with the fixture's variables (``vars_file``).
 
@@ -143,6 +140,9 @@ class ConvergedVps(LabVps):
 
     PLAYBOOK: Path
     TOOLS: dict[str, Path] = {}
+    # The directories of the tier's roles' files, kept after the first converge (in SAVED) for resets.
+    SAVED_DIRS: tuple[str, ...] = ()
+    SAVED = "/root/rotor-baseline.tar"
 
     def __init__(self, name: str, suite: str, tmp: Path):
         super().__init__(name, suite, tmp)
@@ -157,19 +157,43 @@ class ConvergedVps(LabVps):
             subprocess.run(["docker", "cp", str(path), "%s:/root/%s" % (self.name, name)], check=True)
 
     def after_first_converge(self) -> None:
-        """What the tier keeps of its first converge to reset to it later (nothing by default)."""
+        """Keep ``SAVED_DIRS`` as the first converge left them: a reset puts them back."""
+        proc = self.sh("tar -C / -cpf %s %s" % (self.SAVED, " ".join(d.lstrip("/") for d in self.SAVED_DIRS)))
+        assert proc.returncode == 0, proc.stderr
+
+    def restore_files(self) -> None:
+        """``SAVED_DIRS`` as the first converge left them: emptied (not replaced: containers mount them) and
+        filled from what after_first_converge kept. The services still run on what they last loaded."""
+        proc = self.sh("for d in %s; do find \"$d\" -mindepth 1 -delete || exit 1; done; tar -C / -xpf %s"
+                       % (" ".join(self.SAVED_DIRS), self.SAVED))
+        assert proc.returncode == 0, proc.stderr
+
+    def containers(self) -> str:
+        """Every container, one line each: name, image, state and a digest of how it was made (its
+        configuration and the host's side: limits, mounts, ports...), so a container a converge with other
+        settings replaced differs even under the same name."""
+        ids = self.sh("docker ps -aq").stdout.split()
+        lines = []
+        for c in json.loads(self.sh("docker inspect %s" % " ".join(ids)).stdout) if ids else []:
+            # Empty values left out: a restarted daemon shows some unset ones as [] where they were null.
+            made = [{k: v for k, v in part.items() if v not in (None, [], {}, "") and k != "Hostname"}
+                    for part in (c["Config"], c["HostConfig"])] + [sorted(c["NetworkSettings"]["Networks"])]
+            digest = hashlib.sha256(json.dumps(made, sort_keys=True).encode()).hexdigest()[:16]
+            lines.append("%s %s %s %s" % (c["Name"].lstrip("/"), c["Config"]["Image"], c["State"]["Status"], digest))
+        return "\n".join(sorted(lines)) + "\n"
 
     def fingerprint(self) -> str:
         """What the tier's tests may change, as text: equal to the baseline's means nothing was left behind."""
         raise NotImplementedError
 
     def reset(self) -> None:
-        """Remove what test modules made and converge again with the fixture's variables."""
+        """Remove what test modules made, put ``SAVED_DIRS`` back and have the services load them."""
         raise NotImplementedError
 
-    def _reconverge(self) -> None:
+    def reconverge(self) -> None:
+        """Converge again with the fixture's variables (after a reset that was not enough)."""
         run = self.converge("--skip-tags", "platform")
-        assert run.rc == 0, "resetting %s failed:\n%s" % (self.name, run.output[-3000:])
+        assert run.rc == 0, "converging %s again failed:\n%s" % (self.name, run.output[-3000:])
 
     def converge(self, *args: str, timeout: int = 900, **overrides) -> PlaybookRun:
         """Run the fixture's playbook with its variables, then ``overrides`` on top."""
@@ -181,58 +205,6 @@ class ConvergedVps(LabVps):
         return self.playbook(str(self.PLAYBOOK), *extra, *args, timeout=timeout)
 
 
-class HaproxyHelpers:
-    """What a VPS running the haproxy role offers tests: its runtime API and master CLI (as root, from
-    the host side), HTTP(S) to the ports HAProxy publishes on the VPS's 127.0.0.1, its state as text."""
-
-    CONTAINER = "rotor-haproxy"
-    CONFIG_DIR = "/etc/rotor/haproxy"
-    RUN_DIR = "/var/lib/rotor/haproxy/run"
-    MAP_IN_CONTAINER = "/usr/local/etc/haproxy/maps/hosts.map"
-    HAPROXY_TOOLS = {"haproxy_cli.py": ROOT / "tests" / "integration" / "files" / "haproxy_cli.py",
-                     "http_load.py": ROOT / "tests" / "integration" / "files" / "http_load.py"}
-
-    def haproxy_fingerprint(self) -> str:
-        """HAProxy's files and its live backends, servers and routes."""
-        return self.sh(
-            "cd %s && sha256sum haproxy.cfg conf.d/* maps/* certs/* 2>&1; "
-            "python3 /root/haproxy_cli.py --socket %s/admin.sock --wait 10 'show stat' | cut -d, -f1,2; "
-            "python3 /root/haproxy_cli.py --socket %s/admin.sock --wait 10 'show map %s' | cut -d' ' -f2-; true"
-            % (self.CONFIG_DIR, self.RUN_DIR, self.RUN_DIR, self.MAP_IN_CONTAINER)).stdout
-
-    def _cli(self, socket: str, command: str) -> str:
-        proc = self.sh("python3 /root/haproxy_cli.py --socket %s/%s --wait 10 %s"
-                       % (self.RUN_DIR, socket, shlex.quote(command)))
-        assert proc.returncode == 0, "%r on %s failed: %s%s" % (command, socket, proc.stdout, proc.stderr)
-        return proc.stdout
-
-    def runtime(self, command: str) -> str:
-        """Answer of the runtime API (admin.sock, level admin) to one command."""
-        return self._cli("admin.sock", command)
-
-    def master(self, command: str) -> str:
-        """Answer of the master CLI (master.sock) to one command, e.g. ``reload`` or ``show proc``."""
-        return self._cli("master.sock", command)
-
-    def worker_pid(self) -> int:
-        return int(re.search(r"^Pid: (\d+)", self.runtime("show info"), re.M).group(1))
-
-    def http(self, path: str = "/", *, host: str = "unknown.test", https: bool = False, port: int | None = None,
-             options: str = "") -> HttpAnswer:
-        """One request to HAProxy's published port on the VPS's 127.0.0.1 (certificates not checked)."""
-        scheme = "https" if https else "http"
-        port = port or (443 if https else 80)
-        proc = self.sh("curl -sS -k -i --max-time 10 %s -H %s %s://127.0.0.1:%d%s"
-                       % (options, shlex.quote("Host: " + host), scheme, port, path))
-        assert proc.returncode == 0, proc.stderr
-        head, blank, body = proc.stdout.replace("\r\n", "\n").partition("\n\n")
-        lines = head.splitlines()
-        fields = (line.split(":", 1) for line in lines[1:] if ":" in line)
-        headers = {name.strip().lower(): value.strip() for name, value in fields}
-        assert blank, "no end of headers in %r" % proc.stdout
-        return HttpAnswer(int(lines[0].split()[1]), headers, body)
-
-
 class EdgeVps(HaproxyHelpers, ConvergedVps):
     """A lab VPS converged with docker_host, networks and haproxy (tests/integration/playbooks/edge.yml).
 
@@ -241,6 +213,7 @@ class EdgeVps(HaproxyHelpers, ConvergedVps):
 
     PLAYBOOK = ROOT / "tests" / "integration" / "playbooks" / "edge.yml"
     TOOLS = HaproxyHelpers.HAPROXY_TOOLS
+    SAVED_DIRS = (HaproxyHelpers.CONFIG_DIR,)
 
     def __init__(self, name: str, suite: str, tmp: Path):
         super().__init__(name, suite, tmp)
@@ -253,22 +226,22 @@ class EdgeVps(HaproxyHelpers, ConvergedVps):
 
     def fingerprint(self) -> str:
         """HAProxy's files and live backends and routes, the containers, units, networks and volumes."""
-        return self.haproxy_fingerprint() + self.sh(
-            "docker ps -a --format '{{.Names}} {{.Image}} {{.State}}' | sort; "
+        return self.haproxy_fingerprint() + self.containers() + self.sh(
             "ls /etc/systemd/system | grep '^rotor-'; ls /etc/rotor; "
             "docker network ls --format '{{.Name}} {{.Driver}}' | sort; docker volume ls -q | sort; true").stdout
 
     def reset(self) -> None:
-        """Containers other than HAProxy, rotation timers and state, backend files and routes go;
-        the converge writes the backend files anew and reloads HAProxy, which drops runtime changes."""
+        """Containers other than HAProxy, rotation timers and state go; HAProxy's files come back and it
+        reloads them, which drops runtime changes."""
         proc = self.sh(
             "for c in $(docker ps -a --format '{{.Names}}'); do [ \"$c\" = %s ] || docker rm -f \"$c\" >/dev/null; done; "
             "for unit in $(ls /etc/systemd/system | grep '^rotor-rotate-'); do systemctl disable --now \"$unit\" "
             ">/dev/null 2>&1; rm -f \"/etc/systemd/system/$unit\"; done; systemctl daemon-reload; "
-            "rm -rf /etc/rotor/rotation /var/log/rotor/rotation.jsonl /var/lib/rotor/metrics/rotation_*.prom "
-            "%s/conf.d/*.cfg && : > %s/maps/hosts.map" % (self.CONTAINER, self.CONFIG_DIR, self.CONFIG_DIR))
+            "rm -rf /etc/rotor/rotation /var/log/rotor/rotation.jsonl /var/lib/rotor/metrics/rotation_*.prom"
+            % self.CONTAINER)
         assert proc.returncode == 0, proc.stderr
-        self._reconverge()
+        self.restore_files()
+        assert "Success=1" in self.master("reload"), "HAProxy did not reload after the reset"
 
     def container_started_at(self) -> str:
         return self.sh("docker inspect -f '{{.State.StartedAt}}' %s" % self.CONTAINER).stdout.strip()
@@ -345,8 +318,12 @@ class SharedVps:
         self.vps.reset()
         now = self.vps.fingerprint()
         if now != self.baseline:
+            print("%s: still not the baseline after the reset; converging it again" % self.vps.name)
+            self.vps.reconverge()
+            now = self.vps.fingerprint()
+        if now != self.baseline:
             diff = "\n".join(difflib.unified_diff(self.baseline.splitlines(), now.splitlines(), lineterm=""))
-            print("%s: still not the baseline after the reset; starting a fresh VPS. Difference:\n%s"
+            print("%s: still not the baseline after converging again; starting a fresh VPS. Difference:\n%s"
                   % (self.vps.name, diff))
             self.release()
             self.vps = self._create()
@@ -475,16 +452,15 @@ class DataVps(HaproxyHelpers, ConvergedVps):
         self.variables.setdefault("pgbouncer_admin_user", "pgbouncer_admin")
         self.variables.setdefault("pgbouncer_port", 6432)
 
-    BASELINE_DIR = "/root/rotor-baseline"
-    TENANT_FILES = ("databases.ini", "userlist.txt")
+    POSTGRES_CONFIG_DIR = "/etc/rotor/postgres"
+    SAVED_DIRS = (HaproxyHelpers.CONFIG_DIR, PATHS["pgbouncer_config_dir"], POSTGRES_CONFIG_DIR)
     DATABASES_SQL = "SELECT datname FROM pg_database ORDER BY 1"
     ROLES_SQL = "SELECT rolname FROM pg_roles WHERE rolname !~ '^pg_' ORDER BY 1"
+    PENDING_SQL = "SELECT 'pending restart: ' || name FROM pg_settings WHERE pending_restart ORDER BY 1"
 
     def after_first_converge(self) -> None:
-        """Keep the tenants' files as the roles left them: a reset puts them back."""
-        files = " ".join("%s/%s" % (self.variables["pgbouncer_config_dir"], f) for f in self.TENANT_FILES)
-        proc = self.sh("mkdir -p %s && cp -p %s %s/" % (self.BASELINE_DIR, files, self.BASELINE_DIR))
-        assert proc.returncode == 0, proc.stderr
+        """Keep the roles' files, databases and roles as the first converge left them: a reset puts them back."""
+        super().after_first_converge()
         self.baseline_databases = set(self._names(self.DATABASES_SQL))
         self.baseline_roles = set(self._names(self.ROLES_SQL))
 
@@ -494,39 +470,46 @@ class DataVps(HaproxyHelpers, ConvergedVps):
         return proc.stdout.split()
 
     def fingerprint(self) -> str:
-        """The data tier's files, containers, databases, roles and PgBouncer's live databases."""
+        """The data tier's files, containers, databases, roles, the settings PostgreSQL and PgBouncer run
+        with, and PgBouncer's live databases."""
         config = self.variables["pgbouncer_config_dir"]
-        files = self.sh(
-            "sha256sum %s/*.ini %s/userlist.txt %s/postgresql.conf %s/pg_hba.conf 2>&1; ls %s/backup 2>&1; "
-            "docker ps -a --format '{{.Names}} {{.Image}} {{.State}}' | sort; "
-            "docker network ls --format '{{.Name}} {{.Driver}}' | sort; docker volume ls -q | sort"
-            % (config, config, self.variables["postgres_data_dir"], self.variables["postgres_data_dir"], config)).stdout
-        databases = self.psql(self.DATABASES_SQL, via="postgres")
-        roles = self.psql(self.ROLES_SQL, via="postgres")
+        files = self.sh("sha256sum %s/*.ini %s/userlist.txt %s/* 2>&1; ls %s/backup 2>&1; "
+                        "docker network ls --format '{{.Name}} {{.Driver}}' | sort; docker volume ls -q | sort"
+                        % (config, config, self.POSTGRES_CONFIG_DIR, config)).stdout
+        postgres = [self.psql(sql, via="postgres") for sql in (self.DATABASES_SQL, self.ROLES_SQL, self.PENDING_SQL)]
         pools = self.admin("SHOW DATABASES")
+        settings = self.admin("SHOW CONFIG")
         tenants = self.sh("ls -A %s 2>/dev/null; true" % self.POSTGREST_DIR).stdout
-        return "\n".join([files, databases.stdout + databases.stderr, roles.stdout + roles.stderr,
+        return "\n".join([files, self.containers(), *(proc.stdout + proc.stderr for proc in postgres),
                           "pools: " + " ".join(sorted(line.split("\t")[0] for line in pools.stdout.splitlines())),
+                          "pgbouncer: " + " ".join(sorted(line.split("\t")[0] + "=" + line.split("\t")[1]
+                                                          for line in settings.stdout.splitlines())) + settings.stderr,
                           self.haproxy_fingerprint(), tenants])
 
     def reset(self) -> None:
-        """The tenants' files come back, the roles' settings are converged again, databases and roles
-        the tests made are dropped and PgBouncer reloads."""
-        config = self.variables["pgbouncer_config_dir"]
+        """Containers other than the tier's go, the roles' files come back, databases and roles the tests made
+        are dropped, and PostgreSQL, PgBouncer and HAProxy load their files."""
         proc = self.sh("for c in $(docker ps -a --format '{{.Names}}'); do case $c in %s|%s|%s) ;; *) docker rm -f "
-                       "\"$c\" >/dev/null;; esac; done; cp -p %s/* %s/ && rm -rf %s/backup %s %s/conf.d/*.cfg "
-                       "%s/maps/rate_limits.map && : > %s/maps/hosts.map"
-                       % (self.POSTGRES, self.PGBOUNCER, self.CONTAINER, self.BASELINE_DIR, config, config,
-                          self.POSTGREST_DIR, self.CONFIG_DIR, self.CONFIG_DIR, self.CONFIG_DIR))
+                       "\"$c\" >/dev/null;; esac; done; rm -rf %s"
+                       % (self.POSTGRES, self.PGBOUNCER, self.CONTAINER, self.POSTGREST_DIR))
         assert proc.returncode == 0, proc.stderr
-        self._reconverge()
-        assert "Success=1" in self.master("reload"), "HAProxy did not reload after the reset"
+        self.restore_files()
         for name in sorted(set(self._names(self.DATABASES_SQL)) - self.baseline_databases):
             assert self.psql('DROP DATABASE "%s" WITH (FORCE)' % name, via="postgres").returncode == 0, name
         for name in sorted(set(self._names(self.ROLES_SQL)) - self.baseline_roles):
             assert self.psql('DROP ROLE "%s"' % name, via="postgres").returncode == 0, name
+        self.load_files()
+
+    def reconverge(self) -> None:
+        super().reconverge()
+        self.load_files()
+
+    def load_files(self) -> None:
+        """PostgreSQL, PgBouncer and HAProxy reload their files (what needs a restart shows in the fingerprint)."""
+        assert self.psql("SELECT pg_reload_conf()", via="postgres").returncode == 0, "PostgreSQL did not reload"
         proc = self.admin("RELOAD")
         assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "Success=1" in self.master("reload"), "HAProxy did not reload after the reset"
 
     def psql(self, sql: str, *, user: str = "postgres", password: str | None = None, dbname: str = "postgres",
              via: str = "pgbouncer", timeout: int = 60) -> subprocess.CompletedProcess:
