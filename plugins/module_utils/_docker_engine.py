@@ -57,6 +57,24 @@ def namespace_init(pid: int, proc: str = "/proc") -> bool:
     return bool(fields) and len(fields[0]) > 1 and fields[0][-1] == "1"
 
 
+# The first engine API version whose health checks take a start interval (Docker 25.0).
+START_INTERVAL_API = (1, 44)
+
+
+def with_start_interval(check: dict, api_version: object, every: str = "1s") -> dict:
+    """A health check (docker_container's ``healthcheck``) that also runs every ``every`` during its start
+    period where the engine's API (``api_version`` as ``docker version`` prints it, "1.45") has a start
+    interval: a started container is found healthy about that long after it is ready, not a whole interval
+    after it started. Unchanged on an older or unknown engine ("") and for a check without a start period."""
+    try:
+        version = tuple(int(part) for part in str(api_version).strip().split(".")[:2])
+    except ValueError:
+        version = ()
+    if not isinstance(check, dict) or not check.get("start_period") or version < START_INTERVAL_API:
+        return check
+    return dict(check, start_interval=every)
+
+
 class DockerEngine:
     """Containers and images over the engine's API at ``base_url`` (``unix:///var/run/docker.sock``)."""
 

@@ -139,3 +139,23 @@ def test_a_stopped_or_missing_container_is_a_clear_error():
         FakeEngine(FakeContainer(running=False)).signal("web", "SIGHUP")
     with pytest.raises(EngineError, match="container other does not exist"):
         FakeEngine(FakeContainer()).signal("other", "SIGHUP")
+
+
+CHECK = {"test": ["CMD", "true"], "interval": "5s", "timeout": "3s", "retries": 3, "start_period": "30s"}
+
+
+@pytest.mark.parametrize("api_version", ["1.44", "1.45", " 1.47\n", "2.0"])
+def test_a_start_interval_where_the_engine_has_one(api_version):
+    assert _docker_engine.with_start_interval(CHECK, api_version) == dict(CHECK, start_interval="1s")
+    assert _docker_engine.with_start_interval(CHECK, api_version, "500ms")["start_interval"] == "500ms"
+    assert "start_interval" not in CHECK
+
+
+@pytest.mark.parametrize("api_version", ["1.43", "1.41", "", "unknown", None, "1"])
+def test_the_check_unchanged_on_an_older_or_unknown_engine(api_version):
+    assert _docker_engine.with_start_interval(CHECK, api_version) is CHECK
+
+
+def test_the_check_unchanged_without_a_start_period():
+    check = {key: value for key, value in CHECK.items() if key != "start_period"}
+    assert _docker_engine.with_start_interval(check, "1.45") is check
