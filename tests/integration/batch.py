@@ -4,10 +4,10 @@ Each case is an inventory host of its own that is the same VPS (its address and 
 variables as host variables, so one ansible-playbook run checks them all and reports each by
 name (the JSON callback: every task's result per host, and the recap per host).
 
-- ``run_cases``: a playbook whose first play checks the input with ``any_errors_fatal``. That play
-  stops every host when one fails, so a case whose own failing task comes later than another
-  case's is stopped before it gets there; it runs again in the next round, until every case has
-  its own result (as many rounds as there are distinct failing tasks, usually one or two).
+- ``run_cases``: a playbook whose first play checks the input with ``any_errors_fatal``, which stops
+  every host when one fails. The cases run a copy without it (``_per_host``: nothing else differs), in
+  which each host stops at its own failure, as the playbook does against one host alone, so one run
+  gives every case its own result. A case that passes runs once more on its own, in a second round.
 - ``run_module``: one module once per entry, all at the same time (a fork each), as the module
   would be run by concurrent jobs.
 """
@@ -69,16 +69,28 @@ def _failure(result: dict) -> str | None:
     return "\n".join(part for part in parts if part)
 
 
+def _per_host(playbook: str | Path, tmp: Path) -> Path:
+    """A copy of ``playbook`` with no play's ``any_errors_fatal``: each host stops at its own failure, as it would
+    running alone, instead of every host at the first failure of any."""
+    plays = yaml.safe_load(Path(playbook).read_text())
+    for play in plays:
+        play.pop("any_errors_fatal", None)
+    path = tmp / ("per-host-%d-%s" % (time.monotonic_ns(), Path(playbook).name))
+    path.write_text(yaml.safe_dump(plays, sort_keys=False))
+    return path
+
+
 def run_cases(vps, playbook: str | Path, cases: dict[str, dict], tmp: Path, *args: str,
               timeout: int = 600) -> dict[str, CaseResult]:
     """Run ``playbook`` against ``vps`` once for every case (name -> the host's whole variables)."""
     results: dict[str, CaseResult] = {}
     pending = dict(cases)
     rounds = 0
+    per_host = _per_host(playbook, tmp)
     while pending:
         rounds += 1
         inventory = _inventory(vps, pending, tmp / ("cases-%d.yml" % time.monotonic_ns()))
-        cmd = [ANSIBLE_PLAYBOOK, "-i", str(inventory), str(playbook), "-f", str(len(pending)), *args]
+        cmd = [ANSIBLE_PLAYBOOK, "-i", str(inventory), str(per_host), "-f", str(len(pending)), *args]
         data, output = _ansible_json(cmd, timeout)
         own: dict[str, CaseResult] = {}
         for host in pending:
